@@ -1,0 +1,87 @@
+"""telemetry_lab: learn asyncio's concurrency primitives by building an async telemetry gateway.
+
+The primitives (`channel`, `broadcast`, `watch`, `Notify`, `JoinSet`, `select`) live in
+`telemetry_lab.primitives` and are re-exported here; the error vocabulary lives in
+`telemetry_lab.errors`.
+"""
+
+from telemetry_lab.errors import (
+    ChannelClosed,
+    ChannelEmpty,
+    ChannelError,
+    ChannelFull,
+    Lagged,
+    NoReceivers,
+    TelemetryLabError,
+)
+from telemetry_lab.primitives import (
+    Branch,
+    BroadcastReceiver,
+    BroadcastReceiverStatistics,
+    BroadcastSender,
+    BroadcastStatistics,
+    ChannelStatistics,
+    JoinSet,
+    JoinSetStatistics,
+    Notified,
+    Notify,
+    NotifyStatistics,
+    Receiver,
+    Selected,
+    Sender,
+    WatchReceiver,
+    WatchSender,
+    WatchStatistics,
+    broadcast,
+    channel,
+    on_changed,
+    on_deadline,
+    on_done,
+    on_event,
+    on_notified,
+    on_recv,
+    on_timeout,
+    select,
+    watch,
+)
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "Branch",
+    "BroadcastReceiver",
+    "BroadcastReceiverStatistics",
+    "BroadcastSender",
+    "BroadcastStatistics",
+    "ChannelClosed",
+    "ChannelEmpty",
+    "ChannelError",
+    "ChannelFull",
+    "ChannelStatistics",
+    "JoinSet",
+    "JoinSetStatistics",
+    "Lagged",
+    "NoReceivers",
+    "Notified",
+    "Notify",
+    "NotifyStatistics",
+    "Receiver",
+    "Selected",
+    "Sender",
+    "TelemetryLabError",
+    "WatchReceiver",
+    "WatchSender",
+    "WatchStatistics",
+    "__version__",
+    "broadcast",
+    "channel",
+    "on_changed",
+    "on_deadline",
+    "on_done",
+    "on_event",
+    "on_notified",
+    "on_recv",
+    "on_timeout",
+    "select",
+    "watch",
+]

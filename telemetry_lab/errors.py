@@ -1,0 +1,82 @@
+"""Name every way a telemetry_lab operation can fail.
+
+The exception tree::
+
+    TelemetryLabError        base of everything raised on purpose here
+    └── ChannelError         a channel operation could not complete
+        ├── ChannelClosed    the channel (or this handle) is closed; `.value`: unsent value
+        ├── ChannelEmpty     a non-blocking receive found nothing to take
+        ├── ChannelFull      a non-blocking send found no free slot; `.value`: unsent value
+        ├── Lagged           a broadcast receiver fell behind; `.skipped` values overwritten
+        └── NoReceivers      a send found nobody listening; `.value`: unsent value
+
+Errors are named by what happened, not by who noticed. A send that fails always hands the
+value back on the exception, so nothing a caller owned is lost by an error.
+"""
+
+from __future__ import annotations
+
+__all__ = [
+    "ChannelClosed",
+    "ChannelEmpty",
+    "ChannelError",
+    "ChannelFull",
+    "Lagged",
+    "NoReceivers",
+    "TelemetryLabError",
+]
+
+
+class TelemetryLabError(Exception):
+    """Base class of every error that telemetry_lab raises on purpose."""
+
+
+class ChannelError(TelemetryLabError):
+    """A channel operation could not complete."""
+
+
+class ChannelClosed(ChannelError):
+    """The channel, or the handle used, is closed.
+
+    Raised by a send when the receiving side is gone or the sending handle was closed: the
+    value was not enqueued and is available as `.value`. Raised by a receive once the channel
+    is closed and nothing is left to read (`.value` is then None).
+    """
+
+    def __init__(self, message: str = "channel closed", *, value: object = None) -> None:
+        super().__init__(message)
+        self.value = value
+
+
+class ChannelEmpty(ChannelError):
+    """A non-blocking receive found no value, and the channel is still open."""
+
+    def __init__(self, message: str = "channel empty") -> None:
+        super().__init__(message)
+
+
+class ChannelFull(ChannelError):
+    """A non-blocking send found no free slot; the unsent value is `.value`."""
+
+    def __init__(self, message: str = "channel full", *, value: object = None) -> None:
+        super().__init__(message)
+        self.value = value
+
+
+class Lagged(ChannelError):
+    """A broadcast receiver fell behind and `.skipped` unread values were overwritten.
+
+    The receiver stays subscribed: its next receive returns the oldest value still retained.
+    """
+
+    def __init__(self, skipped: int) -> None:
+        super().__init__(f"receiver lagged behind; {skipped} values were skipped")
+        self.skipped = skipped
+
+
+class NoReceivers(ChannelError):
+    """A send found no receiver; the value was not stored and is `.value`."""
+
+    def __init__(self, message: str = "no receivers", *, value: object = None) -> None:
+        super().__init__(message)
+        self.value = value

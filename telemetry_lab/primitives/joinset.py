@@ -1,0 +1,165 @@
+"""Own a dynamic set of tasks and collect them in the order they finish.
+
+`JoinSet` is the asyncio counterpart of Tokio's `JoinSet`. Every task spawned into it has an
+owner that will join or cancel it: `join_next()` hands back finished tasks in completion
+order, and leaving `async with JoinSet()` cancels and awaits whatever is left.
+
+Compare `asyncio.TaskGroup`: a TaskGroup is fail-fast (one failure cancels the siblings and
+the body) and waits for every task on exit. A JoinSet leaves failures to the caller, who
+sees each finished task and decides.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections import deque
+from collections.abc import Coroutine
+from dataclasses import dataclass
+from types import TracebackType
+from typing import Any, Generic, TypeVar
+
+from telemetry_lab.primitives._private import remove_waiter, wake_first
+
+__all__ = ["JoinSet", "JoinSetStatistics"]
+
+T = TypeVar("T")
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class JoinSetStatistics:
+    """A snapshot of one `JoinSet`."""
+
+    current_tasks: int
+    """Tasks spawned and not yet joined (`len(js)`), finished or not."""
+    current_finished: int
+    """Tasks that finished and wait to be joined."""
+    tasks_waiting_join: int
+    """Tasks blocked in `join_next()`."""
+    total_spawned: int
+    """Tasks ever spawned into the set."""
+    total_joined: int
+    """Tasks ever handed back by `join_next()`/`try_join_next()`."""
+
+
+class JoinSet(Generic[T]):
+    """A set of tasks joined in completion order.
+
+    A JoinSet is not fail-fast: one task's failure never cancels the others. It is an owner:
+    `shutdown()` (and leaving `async with`) cancels and awaits every task still in it.
+    """
+
+    __slots__ = ("_done", "_joined", "_spawned", "_tasks", "_waiters")
+
+    def __init__(self) -> None:
+        self._tasks: set[asyncio.Task[T]] = set()
+        self._done: deque[asyncio.Task[T]] = deque()
+        self._waiters: deque[asyncio.Future[Any]] = deque()
+        self._spawned = 0
+        self._joined = 0
+
+    def spawn(self, coro: Coroutine[Any, Any, T], *, name: str | None = None) -> asyncio.Task[T]:
+        """Start `coro` as a task owned by this set and return the task."""
+        task = asyncio.get_running_loop().create_task(coro, name=name)
+        self._tasks.add(task)
+        self._spawned += 1
+        task.add_done_callback(self._on_done)
+        return task
+
+    def _on_done(self, task: asyncio.Task[T]) -> None:
+        if task in self._tasks:
+            self._done.append(task)
+            wake_first(self._waiters)
+
+    def _take(self) -> asyncio.Task[T]:
+        task = self._done.popleft()
+        self._tasks.discard(task)
+        self._joined += 1
+        return task
+
+    def try_join_next(self) -> asyncio.Task[T] | None:
+        """Return a finished task (removed from the set) or None if none has finished."""
+        return self._take() if self._done else None
+
+    async def join_next(self) -> asyncio.Task[T] | None:
+        """Wait for the next task to finish and return it, removed from the set.
+
+        Returns None at once when the set is empty. The task is done: call `.result()` (or
+        `await` it) to get its value or exception.
+        """
+        while not self._done:
+            if not self._tasks:
+                return None
+            fut: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
+            self._waiters.append(fut)
+            try:
+                await fut
+            except asyncio.CancelledError:
+                if fut.cancelled():
+                    remove_waiter(self._waiters, fut)
+                elif self._done:
+                    wake_first(self._waiters)  # woken, then cancelled: pass the turn on
+                raise
+        return self._take()
+
+    def abort_all(self) -> None:
+        """Cancel every task; they stay in the set to be joined."""
+        for task in self._tasks:
+            task.cancel()
+
+    async def shutdown(self) -> None:
+        """Cancel every task and wait for all of them; the set is empty afterwards."""
+        self.abort_all()
+        while self._tasks:
+            task = await self.join_next()
+            if task is not None and not task.cancelled():
+                task.exception()  # consumed: a shut-down task's failure is not reported
+
+    async def join_all(self) -> list[T]:
+        """Wait for every task and return their results in completion order.
+
+        Raises:
+            BaseException: the first failure (a cancelled task raises CancelledError, as
+                `task.result()` would); the remaining tasks are cancelled and awaited first.
+        """
+        results: list[T] = []
+        while (task := await self.join_next()) is not None:
+            if task.cancelled() or task.exception() is not None:
+                await self.shutdown()
+            results.append(task.result())
+        return results
+
+    def detach_all(self) -> None:
+        """Forget every task without cancelling it; they keep running, unowned by this set."""
+        for task in self._tasks:
+            task.remove_done_callback(self._on_done)
+        self._tasks.clear()
+        self._done.clear()
+
+    def statistics(self) -> JoinSetStatistics:
+        """Return a snapshot of this set."""
+        return JoinSetStatistics(
+            current_tasks=len(self._tasks),
+            current_finished=len(self._done),
+            tasks_waiting_join=sum(not f.done() for f in self._waiters),
+            total_spawned=self._spawned,
+            total_joined=self._joined,
+        )
+
+    def __len__(self) -> int:
+        return len(self._tasks)
+
+    async def __aenter__(self) -> JoinSet[T]:
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        await self.shutdown()
+
+    def __repr__(self) -> str:
+        return (
+            f"<JoinSet tasks={len(self._tasks)} finished={len(self._done)} spawned={self._spawned}>"
+        )

@@ -1,0 +1,416 @@
+"""Wait for the first of several operations, and let only the winner take a value.
+
+`select()` is the asyncio counterpart of `tokio::select!`. Each argument is a *branch*
+describing an operation (`on_recv(rx)`, `on_changed(rx)`, `on_notified(n)`,
+`on_timeout(s)`, `on_deadline(t)`, `on_event(ev)`, `on_done(fut)`). `select` returns a
+`Selected` naming the branch that won and its value::
+
+    match await select(on_recv(readings), on_deadline(flush_at), biased=True):
+        case Selected(index=0, value=reading):
+            batch.append(reading)
+        case Selected(index=1):
+            await flush(batch)
+
+Why not `asyncio.wait(..., return_when=FIRST_COMPLETED)` on `rx.recv()` tasks? Each task
+*consumes* a value when it completes, and several can complete in the same loop iteration:
+the caller keeps one and the others' values are gone. `select` never starts a consuming
+operation speculatively. It waits until some branch is *ready* (a value is buffered, a
+deadline has passed), then completes exactly one ready branch, synchronously, in the
+calling task. Nothing else is consumed, and nothing runs in another task.
+
+Rules:
+- Branches are polled in argument order when `biased=True`; otherwise from a random start,
+  so that one always-ready branch cannot starve the others.
+- A branch given as `None`, or created with `enabled=False`, is switched off; indices still
+  count it. If every branch is off, `select` raises `ValueError`.
+- A branch whose operation fails (a closed channel's `ChannelClosed`, a broadcast
+  `Lagged`) wins with that exception: `select` raises it.
+- If `select` is cancelled, nothing was consumed, and a `notify_one` wake-up that had
+  reached it is passed on to the next waiter.
+- Create branches afresh for each `select` call, as `tokio::select!` creates its futures.
+  `on_timeout` measures from the start of the `select` call; to keep one deadline across a
+  loop, use `on_deadline(loop.time() + seconds)`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import random
+from abc import ABC, abstractmethod
+from dataclasses import dataclass
+from typing import Any, Final, Generic, TypeVar
+
+from telemetry_lab.errors import ChannelClosed, ChannelEmpty
+from telemetry_lab.primitives._private import remove_waiter, wake_first, wake_future
+from telemetry_lab.primitives.broadcast import BroadcastReceiver
+from telemetry_lab.primitives.mpsc import Receiver
+from telemetry_lab.primitives.notify import Notify, _Wake
+from telemetry_lab.primitives.watch import WatchReceiver
+
+__all__ = [
+    "Branch",
+    "Selected",
+    "on_changed",
+    "on_deadline",
+    "on_done",
+    "on_event",
+    "on_notified",
+    "on_recv",
+    "on_timeout",
+    "select",
+]
+
+T = TypeVar("T")
+T_co = TypeVar("T_co", covariant=True)
+
+
+class _Pending:
+    __slots__ = ()
+
+    def __repr__(self) -> str:
+        return "PENDING"
+
+
+PENDING: Final = _Pending()
+"""What `Branch.poll` returns when the branch is not ready."""
+
+_rng = random.Random()
+
+
+@dataclass(frozen=True, slots=True)
+class Selected(Generic[T_co]):
+    """The winning branch of a `select`: its position among the arguments and its value."""
+
+    index: int
+    """Position of the winning branch among the arguments to `select` (disabled included)."""
+    value: T_co
+    """What the branch's operation produced (None for timeouts and events)."""
+    branch: Branch[Any]
+    """The winning branch object itself."""
+
+
+class Branch(ABC, Generic[T_co]):
+    """One operation that `select` can wait for.
+
+    A branch is *polled*: `poll()` completes the operation only if it can do so without
+    waiting, and otherwise returns `PENDING` and changes nothing. Between polls, `arm()`
+    registers a future to be woken when the branch may have become ready, and `disarm()`
+    unregisters it. `finish()` runs once when `select` ends, to hand back anything the
+    branch holds but did not use.
+    """
+
+    __slots__ = ("enabled",)
+
+    def __init__(self, *, enabled: bool = True) -> None:
+        self.enabled = enabled
+
+    def start(self, loop: asyncio.AbstractEventLoop) -> None:
+        """Prepare for one `select` call (e.g. fix a timeout's deadline)."""
+
+    @abstractmethod
+    def poll(self) -> T_co | _Pending:
+        """Complete the operation now and return its value, or return `PENDING`."""
+
+    @abstractmethod
+    def arm(self, waker: asyncio.Future[Any]) -> None:
+        """Arrange for `waker` to be resolved when this branch may be ready."""
+
+    @abstractmethod
+    def disarm(self, waker: asyncio.Future[Any]) -> None:
+        """Undo `arm`."""
+
+    def finish(self, won: bool) -> None:
+        """Release what this branch holds; `won` says whether it was selected."""
+
+
+class _RecvBranch(Branch[T]):
+    __slots__ = ("_receiver",)
+
+    def __init__(self, receiver: Receiver[T] | BroadcastReceiver[T], *, enabled: bool) -> None:
+        super().__init__(enabled=enabled)
+        self._receiver = receiver
+
+    def poll(self) -> T | _Pending:
+        try:
+            return self._receiver.try_recv()
+        except ChannelEmpty:
+            return PENDING
+
+    def arm(self, waker: asyncio.Future[Any]) -> None:
+        self._receiver._state.recv_waiters.append(waker)
+
+    def disarm(self, waker: asyncio.Future[Any]) -> None:
+        remove_waiter(self._receiver._state.recv_waiters, waker)
+
+    def finish(self, won: bool) -> None:
+        rx = self._receiver
+        if not won and isinstance(rx, Receiver) and rx._state.buffer:
+            # Another task may wait on the same receiver; a wake-up we absorbed goes to it.
+            wake_first(rx._state.recv_waiters)
+
+    def __repr__(self) -> str:
+        return f"on_recv({self._receiver!r})"
+
+
+class _ChangedBranch(Branch[T]):
+    __slots__ = ("_receiver",)
+
+    def __init__(self, receiver: WatchReceiver[T], *, enabled: bool) -> None:
+        super().__init__(enabled=enabled)
+        self._receiver = receiver
+
+    def poll(self) -> T | _Pending:
+        rx = self._receiver
+        try:
+            changed = rx.has_changed()
+        except ChannelClosed:
+            # Closed: `changed()` still reports an unseen final value before raising.
+            if rx._seen == rx._state.version:
+                raise
+            changed = True
+        return rx.borrow_and_update() if changed else PENDING
+
+    def arm(self, waker: asyncio.Future[Any]) -> None:
+        self._receiver._state.waiters.append(waker)
+
+    def disarm(self, waker: asyncio.Future[Any]) -> None:
+        remove_waiter(self._receiver._state.waiters, waker)
+
+    def __repr__(self) -> str:
+        return f"on_changed({self._receiver!r})"
+
+
+class _NotifiedBranch(Branch[None]):
+    __slots__ = ("_delivered", "_fut", "_generation", "_notify")
+
+    def __init__(self, notify: Notify, *, enabled: bool) -> None:
+        super().__init__(enabled=enabled)
+        self._notify = notify
+        self._generation = notify._generation
+        self._fut: asyncio.Future[_Wake] | None = None
+        self._delivered: _Wake | None = None
+
+    def poll(self) -> _Pending | None:
+        if self._delivered is not None or self._notify._try_take(self._generation):
+            self._delivered = None
+            self._generation = self._notify._generation
+            return None
+        return PENDING
+
+    def arm(self, waker: asyncio.Future[Any]) -> None:
+        fut: asyncio.Future[_Wake] = asyncio.get_running_loop().create_future()
+        fut.add_done_callback(lambda _: wake_future(waker))
+        self._notify._waiters.append(fut)
+        self._fut = fut
+
+    def disarm(self, waker: asyncio.Future[Any]) -> None:
+        fut, self._fut = self._fut, None
+        if fut is None:
+            return
+        if fut.done() and not fut.cancelled():
+            self._delivered = fut.result()  # keep the wake-up for the next poll
+        else:
+            remove_waiter(self._notify._waiters, fut)
+            fut.cancel()
+
+    def finish(self, won: bool) -> None:
+        if self._delivered is not None and self._delivered is not _Wake.ALL:
+            self._notify._wake_one(self._delivered)  # not used: pass it on
+        self._delivered = None
+
+    def __repr__(self) -> str:
+        return f"on_notified({self._notify!r})"
+
+
+class _DeadlineBranch(Branch[None]):
+    __slots__ = ("_deadline", "_delay", "_handle", "_loop")
+
+    def __init__(self, *, deadline: float | None, delay: float | None, enabled: bool) -> None:
+        super().__init__(enabled=enabled)
+        self._deadline = deadline
+        self._delay = delay
+        self._handle: asyncio.TimerHandle | None = None
+        self._loop: asyncio.AbstractEventLoop | None = None
+
+    def start(self, loop: asyncio.AbstractEventLoop) -> None:
+        self._loop = loop
+        if self._delay is not None:
+            self._deadline = loop.time() + self._delay
+
+    def poll(self) -> _Pending | None:
+        assert self._loop is not None
+        assert self._deadline is not None
+        return None if self._loop.time() >= self._deadline else PENDING
+
+    def arm(self, waker: asyncio.Future[Any]) -> None:
+        assert self._loop is not None
+        assert self._deadline is not None
+        self._handle = self._loop.call_at(self._deadline, wake_future, waker)
+
+    def disarm(self, waker: asyncio.Future[Any]) -> None:
+        if self._handle is not None:
+            self._handle.cancel()
+            self._handle = None
+
+    def __repr__(self) -> str:
+        if self._delay is not None:
+            return f"on_timeout({self._delay!r})"
+        return f"on_deadline({self._deadline!r})"
+
+
+class _EventBranch(Branch[None]):
+    __slots__ = ("_event", "_task")
+
+    def __init__(self, event: asyncio.Event, *, enabled: bool) -> None:
+        super().__init__(enabled=enabled)
+        self._event = event
+        self._task: asyncio.Task[Any] | None = None
+
+    def poll(self) -> _Pending | None:
+        return None if self._event.is_set() else PENDING
+
+    def arm(self, waker: asyncio.Future[Any]) -> None:
+        # asyncio.Event has no callback API; a helper task owned (and cancelled) by this
+        # branch waits for it. Waiting for an event consumes nothing.
+        self._task = asyncio.get_running_loop().create_task(self._event.wait())
+        self._task.add_done_callback(lambda _: wake_future(waker))
+
+    def disarm(self, waker: asyncio.Future[Any]) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            self._task = None
+
+    def __repr__(self) -> str:
+        return f"on_event({self._event!r})"
+
+
+class _DoneBranch(Branch[T]):
+    __slots__ = ("_callback", "_future")
+
+    def __init__(self, future: asyncio.Future[T], *, enabled: bool) -> None:
+        super().__init__(enabled=enabled)
+        self._future = future
+
+    def poll(self) -> T | _Pending:
+        return self._future.result() if self._future.done() else PENDING
+
+    def arm(self, waker: asyncio.Future[Any]) -> None:
+        self._callback = lambda _: wake_future(waker)
+        self._future.add_done_callback(self._callback)
+
+    def disarm(self, waker: asyncio.Future[Any]) -> None:
+        self._future.remove_done_callback(self._callback)
+
+    def __repr__(self) -> str:
+        return f"on_done({self._future!r})"
+
+
+def on_recv(receiver: Receiver[T] | BroadcastReceiver[T], *, enabled: bool = True) -> Branch[T]:
+    """Branch: receive the next value from an mpsc or broadcast receiver.
+
+    Wins with the value; raises from `select` what `try_recv` raises (`ChannelClosed` once
+    closed and drained, `Lagged` for a lagging broadcast receiver).
+    """
+    if not isinstance(receiver, Receiver | BroadcastReceiver):
+        raise TypeError(f"on_recv() needs a Receiver or BroadcastReceiver, got {receiver!r}")
+    return _RecvBranch(receiver, enabled=enabled)
+
+
+def on_changed(receiver: WatchReceiver[T], *, enabled: bool = True) -> Branch[T]:
+    """Branch: the watch value changed since this receiver last saw it.
+
+    Wins with the new value, marked seen; raises `ChannelClosed` if every sender is closed
+    and the current value was seen.
+    """
+    if not isinstance(receiver, WatchReceiver):
+        raise TypeError(f"on_changed() needs a WatchReceiver, got {receiver!r}")
+    return _ChangedBranch(receiver, enabled=enabled)
+
+
+def on_notified(notify: Notify, *, enabled: bool = True) -> Branch[None]:
+    """Branch: a wake-up from `notify` (a stored permit, `notify_one`, or `notify_waiters`).
+
+    Like `notify.notified()`, it is created now: `notify_waiters()` called after this line
+    wakes it.
+    """
+    if not isinstance(notify, Notify):
+        raise TypeError(f"on_notified() needs a Notify, got {notify!r}")
+    return _NotifiedBranch(notify, enabled=enabled)
+
+
+def on_timeout(seconds: float, *, enabled: bool = True) -> Branch[None]:
+    """Branch: `seconds` of loop time have passed since `select` started."""
+    if seconds < 0:
+        raise ValueError(f"seconds must be >= 0, got {seconds!r}")
+    return _DeadlineBranch(deadline=None, delay=seconds, enabled=enabled)
+
+
+def on_deadline(when: float, *, enabled: bool = True) -> Branch[None]:
+    """Branch: the loop's clock (`loop.time()`) has reached `when`."""
+    return _DeadlineBranch(deadline=when, delay=None, enabled=enabled)
+
+
+def on_event(event: asyncio.Event, *, enabled: bool = True) -> Branch[None]:
+    """Branch: `event` is set (nothing is consumed; the event stays set)."""
+    if not isinstance(event, asyncio.Event):
+        raise TypeError(f"on_event() needs an asyncio.Event, got {event!r}")
+    return _EventBranch(event, enabled=enabled)
+
+
+def on_done(future: asyncio.Future[T], *, enabled: bool = True) -> Branch[T]:
+    """Branch: a task or future you own is done; wins with its result (or raises its error).
+
+    `select` never cancels it: the task keeps its owner.
+    """
+    if not isinstance(future, asyncio.Future):
+        raise TypeError(f"on_done() needs an asyncio.Future or Task, got {future!r}")
+    return _DoneBranch(future, enabled=enabled)
+
+
+async def select(
+    *branches: Branch[T] | None, biased: bool = False, rng: random.Random | None = None
+) -> Selected[T]:
+    """Wait until one branch is ready, complete only that one, and return it.
+
+    Args:
+        *branches: the operations to race; `None` switches a position off.
+        biased: poll in argument order (the first ready branch wins) instead of from a
+            random start.
+        rng: the random source for the unbiased start (for reproducible runs).
+
+    Returns:
+        `Selected(index, value, branch)` for the winner.
+
+    Raises:
+        ValueError: every branch is switched off.
+        Exception: whatever the winning branch's operation raised.
+    """
+    active = [(i, b) for i, b in enumerate(branches) if b is not None and b.enabled]
+    if not active:
+        raise ValueError(f"select() needs an enabled branch; all {len(branches)} are off")
+    if not biased and len(active) > 1:
+        k = (rng or _rng).randrange(len(active))
+        active = active[k:] + active[:k]
+    loop = asyncio.get_running_loop()
+    for _, branch in active:
+        branch.start(loop)
+    winner: Branch[T] | None = None
+    try:
+        while True:
+            for index, branch in active:
+                winner = branch
+                value = branch.poll()
+                if value is not PENDING:
+                    return Selected(index, value, branch)  # type: ignore[arg-type]
+            winner = None
+            waker: asyncio.Future[Any] = loop.create_future()
+            for _, branch in active:
+                branch.arm(waker)
+            try:
+                await waker
+            finally:
+                for _, branch in active:
+                    branch.disarm(waker)
+    finally:
+        for _, branch in active:
+            branch.finish(branch is winner)

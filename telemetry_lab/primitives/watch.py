@@ -1,0 +1,346 @@
+"""Share the latest value of something with many observers.
+
+`watch(initial)` returns a `(WatchSender, WatchReceiver)` pair, the asyncio counterpart of
+Tokio's `watch::channel`. The channel holds exactly one value and a version number. Each
+receiver remembers the version it has *seen*, so `await rx.changed()` wakes once per change
+that it has not looked at yet, however many changes happened in between.
+
+`asyncio.Event` cannot do this: it has one flag for everybody, so one observer clearing it
+hides the change from the others.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Callable
+from dataclasses import dataclass
+from types import TracebackType
+from typing import Any, Generic, TypeVar
+
+from telemetry_lab.errors import ChannelClosed, NoReceivers
+from telemetry_lab.primitives._private import remove_waiter, wake_all
+
+__all__ = ["WatchReceiver", "WatchSender", "WatchStatistics", "watch"]
+
+T = TypeVar("T")
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class WatchStatistics:
+    """A snapshot of one watch channel, shared by all of its handles."""
+
+    current_version: int
+    """How many times the value has changed (0 for the initial value)."""
+    current_receivers: int
+    """Receivers not yet closed."""
+    open_send_handles: int
+    """Sender handles not yet closed."""
+    tasks_waiting_changed: int
+    """Tasks blocked in `changed()` or `wait_for()`."""
+
+
+class _WatchState(Generic[T]):
+    __slots__ = ("closed_waiters", "receivers", "senders", "value", "version", "waiters")
+
+    def __init__(self, value: T) -> None:
+        self.value = value
+        self.version = 0
+        self.senders = 0
+        self.receivers = 0
+        self.waiters: list[asyncio.Future[Any]] = []
+        self.closed_waiters: list[asyncio.Future[Any]] = []
+
+    def publish(self) -> None:
+        self.version += 1
+        wake_all(self.waiters)
+
+    async def wait(self, waiters: list[asyncio.Future[Any]]) -> None:
+        fut: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
+        waiters.append(fut)
+        try:
+            await fut
+        finally:
+            if fut.cancelled():
+                remove_waiter(waiters, fut)
+
+    def statistics(self) -> WatchStatistics:
+        return WatchStatistics(
+            current_version=self.version,
+            current_receivers=self.receivers,
+            open_send_handles=self.senders,
+            tasks_waiting_changed=sum(not f.done() for f in self.waiters),
+        )
+
+
+class WatchSender(Generic[T]):
+    """The publishing half of a watch channel.
+
+    A watch is not a queue: it keeps only the latest value, so an observer that looks twice
+    after three sends sees the third value once, not all three.
+    """
+
+    __slots__ = ("_closed", "_state")
+
+    def __init__(self, state: _WatchState[T]) -> None:
+        self._state = state
+        self._closed = False
+        state.senders += 1
+
+    def _open_state(self) -> _WatchState[T]:
+        if self._closed:
+            raise ChannelClosed("sender handle is closed")
+        return self._state
+
+    def send(self, value: T) -> None:
+        """Replace the value and wake every receiver.
+
+        Raises:
+            NoReceivers: nobody is subscribed; the value is **not** stored (`.value`).
+        """
+        st = self._open_state()
+        if st.receivers == 0:
+            raise NoReceivers(value=value)
+        st.value = value
+        st.publish()
+
+    def send_replace(self, value: T) -> T:
+        """Store `value` and notify, with or without receivers; return the old value."""
+        st = self._open_state()
+        old, st.value = st.value, value
+        st.publish()
+        return old
+
+    def send_modify(self, modify: Callable[[T], object]) -> None:
+        """Call `modify(value)` to change the value in place, then notify.
+
+        If `modify` raises, the exception propagates and nobody is notified.
+        """
+        st = self._open_state()
+        modify(st.value)
+        st.publish()
+
+    def send_if_modified(self, modify: Callable[[T], bool]) -> bool:
+        """Call `modify(value)`; notify only if it returns True. Return what it returned."""
+        st = self._open_state()
+        modified = modify(st.value)
+        if modified:
+            st.publish()
+        return modified
+
+    def borrow(self) -> T:
+        """Return the current value."""
+        return self._open_state().value
+
+    def subscribe(self) -> WatchReceiver[T]:
+        """Return a new receiver; the current value counts as seen."""
+        return WatchReceiver(self._open_state(), seen=self._state.version)
+
+    async def closed(self) -> None:
+        """Wait until no receiver is left (return at once if none is)."""
+        st = self._state
+        while st.receivers:
+            await st.wait(st.closed_waiters)
+
+    def clone(self) -> WatchSender[T]:
+        """Return another sender handle for the same channel."""
+        return WatchSender(self._open_state())
+
+    def close(self) -> None:
+        """Close this handle (idempotent); the last one closes the channel."""
+        if self._closed:
+            return
+        self._closed = True
+        st = self._state
+        st.senders -= 1
+        if st.senders == 0:
+            wake_all(st.waiters)
+
+    @property
+    def receiver_count(self) -> int:
+        """Receivers not yet closed."""
+        return self._state.receivers
+
+    @property
+    def is_closed(self) -> bool:
+        """True when no receiver is left."""
+        return self._state.receivers == 0
+
+    def statistics(self) -> WatchStatistics:
+        """Return a snapshot of the channel's state."""
+        return self._state.statistics()
+
+    def __enter__(self) -> WatchSender[T]:
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.close()
+
+    async def __aenter__(self) -> WatchSender[T]:
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.close()
+
+    def __repr__(self) -> str:
+        st = self._state
+        return (
+            f"<WatchSender version={st.version} receivers={st.receivers} "
+            f"senders={st.senders} closed={self._closed} value={st.value!r}>"
+        )
+
+
+class WatchReceiver(Generic[T]):
+    """An observer of a watch channel that remembers which version it has seen.
+
+    A watch receiver is not a stream of every value: between two looks, only the latest
+    value is kept.
+    """
+
+    __slots__ = ("_closed", "_seen", "_state")
+
+    def __init__(self, state: _WatchState[T], *, seen: int) -> None:
+        self._state = state
+        self._seen = seen
+        self._closed = False
+        state.receivers += 1
+
+    def _open_state(self) -> _WatchState[T]:
+        if self._closed:
+            raise ChannelClosed("receiver is closed")
+        return self._state
+
+    def borrow(self) -> T:
+        """Return the current value without marking it seen."""
+        return self._open_state().value
+
+    def borrow_and_update(self) -> T:
+        """Return the current value and mark it seen."""
+        st = self._open_state()
+        self._seen = st.version
+        return st.value
+
+    def has_changed(self) -> bool:
+        """Return whether the current value is unseen.
+
+        Raises:
+            ChannelClosed: every sender is closed (even if the value is unseen).
+        """
+        st = self._open_state()
+        if st.senders == 0:
+            raise ChannelClosed()
+        return self._seen != st.version
+
+    async def changed(self) -> None:
+        """Return once the current value is unseen, marking it seen.
+
+        Returns at once if the value is already unseen, else waits for a send.
+
+        Raises:
+            ChannelClosed: every sender is closed and the current value was seen.
+        """
+        st = self._open_state()
+        while self._seen == st.version:
+            if st.senders == 0:
+                raise ChannelClosed()
+            await st.wait(st.waiters)
+            st = self._open_state()
+        self._seen = st.version
+
+    async def wait_for(self, predicate: Callable[[T], bool]) -> T:
+        """Return the first value, the current one included, for which `predicate` is true.
+
+        The returned value is marked seen.
+
+        Raises:
+            ChannelClosed: every sender is closed and the final value fails `predicate`.
+        """
+        st = self._open_state()
+        while True:
+            self._seen = st.version
+            value = st.value
+            if predicate(value):
+                return value
+            if st.senders == 0:
+                raise ChannelClosed()
+            while self._seen == st.version and st.senders:
+                await st.wait(st.waiters)
+                st = self._open_state()
+
+    def mark_changed(self) -> None:
+        """Mark the current value unseen, so `changed()` returns at once."""
+        self._seen = self._open_state().version - 1
+
+    def mark_unchanged(self) -> None:
+        """Mark the current value seen."""
+        self._seen = self._open_state().version
+
+    def clone(self) -> WatchReceiver[T]:
+        """Return another receiver that has seen what this one has seen."""
+        return WatchReceiver(self._open_state(), seen=self._seen)
+
+    def close(self) -> None:
+        """Unsubscribe (idempotent)."""
+        if self._closed:
+            return
+        self._closed = True
+        st = self._state
+        st.receivers -= 1
+        if st.receivers == 0:
+            wake_all(st.closed_waiters)
+
+    @property
+    def is_closed(self) -> bool:
+        """True once this receiver is closed or every sender is."""
+        return self._closed or self._state.senders == 0
+
+    def statistics(self) -> WatchStatistics:
+        """Return a snapshot of the channel's state."""
+        return self._state.statistics()
+
+    def __enter__(self) -> WatchReceiver[T]:
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.close()
+
+    async def __aenter__(self) -> WatchReceiver[T]:
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.close()
+
+    def __repr__(self) -> str:
+        st = self._state
+        return (
+            f"<WatchReceiver version={st.version} seen={self._seen} "
+            f"senders={st.senders} closed={self._closed}>"
+        )
+
+
+def watch(initial: T) -> tuple[WatchSender[T], WatchReceiver[T]]:
+    """Create a watch channel holding `initial`; return `(sender, receiver)`.
+
+    The initial value counts as seen by the first receiver.
+    """
+    state = _WatchState(initial)
+    return WatchSender(state), WatchReceiver(state, seen=0)
