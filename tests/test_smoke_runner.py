@@ -1,6 +1,7 @@
 """The async test runner in conftest.py really runs coroutines and really times out."""
 
 import asyncio
+from pathlib import Path
 
 import pytest
 
@@ -13,7 +14,7 @@ async def test_async_tests_run_on_a_loop() -> None:
 
 
 def test_a_hung_async_test_fails_with_timeout(pytester: pytest.Pytester) -> None:
-    pytester.makeconftest((__import__("pathlib").Path(__file__).parent / "conftest.py").read_text())
+    pytester.makeconftest((Path(__file__).parent / "conftest.py").read_text())
     pytester.makeini("[pytest]\nmarkers =\n    async_timeout(seconds): x\n")
     pytester.makepyfile(
         """
