@@ -338,6 +338,7 @@ class BroadcastReceiver(Generic[T_co]):
         st = self._state
         st.receivers -= 1
         st.release_range(self._cursor)
+        wake_all(st.recv_waiters)  # a recv() waiting on this handle must see the close
         if st.receivers == 0:
             wake_all(st.closed_waiters)
 

@@ -295,6 +295,7 @@ class WatchReceiver(Generic[T]):
         self._closed = True
         st = self._state
         st.receivers -= 1
+        wake_all(st.waiters)  # a changed() waiting on this handle must see the close
         if st.receivers == 0:
             wake_all(st.closed_waiters)
 
