@@ -216,6 +216,7 @@ class Sender(Generic[T_contra]):
         st.open_senders -= 1
         for fut in self._pending:
             wake_future(fut, _REFUSED)
+            remove_waiter(st.send_waiters, fut)
         if st.open_senders == 0:
             wake_all(st.recv_waiters)
 
