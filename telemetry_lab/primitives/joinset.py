@@ -48,16 +48,17 @@ class JoinSet(Generic[T]):
     `shutdown()` (and leaving `async with`) cancels and awaits every task still in it.
     """
 
-    __slots__ = ("_done", "_joined", "_spawned", "_tasks", "_waiters")
+    __slots__ = ("_done", "_joined", "_queued", "_spawned", "_tasks", "_waiters")
 
     def __init__(self) -> None:
         self._tasks: set[asyncio.Task[T]] = set()
-        self._done: deque[asyncio.Task[T]] = deque()
+        self._done: deque[asyncio.Task[T]] = deque()  # finished, in completion order
+        self._queued: set[asyncio.Task[T]] = set()  # the members of _done
         self._waiters: deque[asyncio.Future[Any]] = deque()
         self._spawned = 0
         self._joined = 0
 
-    def spawn(self, coro: Coroutine[Any, Any, T], *, name: str | None = None) -> asyncio.Task[T]:
+    def spawn(self, coro: Coroutine[Any, Any, T], name: str | None = None) -> asyncio.Task[T]:
         """Start `coro` as a task owned by this set and return the task."""
         task = asyncio.get_running_loop().create_task(coro, name=name)
         self._tasks.add(task)
@@ -66,18 +67,30 @@ class JoinSet(Generic[T]):
         return task
 
     def _on_done(self, task: asyncio.Task[T]) -> None:
-        if task in self._tasks:
+        if task in self._tasks and task not in self._queued:
             self._done.append(task)
+            self._queued.add(task)
             wake_first(self._waiters)
+
+    def _collect_finished(self) -> None:
+        # A task is done one loop iteration before its done callback runs; a caller who
+        # saw `task.done()` must be able to join it now.
+        if not self._done:
+            for task in self._tasks:
+                if task.done() and task not in self._queued:
+                    self._done.append(task)
+                    self._queued.add(task)
 
     def _take(self) -> asyncio.Task[T]:
         task = self._done.popleft()
+        self._queued.discard(task)
         self._tasks.discard(task)
         self._joined += 1
         return task
 
     def try_join_next(self) -> asyncio.Task[T] | None:
         """Return a finished task (removed from the set) or None if none has finished."""
+        self._collect_finished()
         return self._take() if self._done else None
 
     async def join_next(self) -> asyncio.Task[T] | None:
@@ -86,6 +99,7 @@ class JoinSet(Generic[T]):
         Returns None at once when the set is empty. The task is done: call `.result()` (or
         `await` it) to get its value or exception.
         """
+        self._collect_finished()
         while not self._done:
             if not self._tasks:
                 return None
@@ -134,12 +148,13 @@ class JoinSet(Generic[T]):
             task.remove_done_callback(self._on_done)
         self._tasks.clear()
         self._done.clear()
+        self._queued.clear()
 
     def statistics(self) -> JoinSetStatistics:
         """Return a snapshot of this set."""
         return JoinSetStatistics(
             current_tasks=len(self._tasks),
-            current_finished=len(self._done),
+            current_finished=sum(task.done() for task in self._tasks),
             tasks_waiting_join=sum(not f.done() for f in self._waiters),
             total_spawned=self._spawned,
             total_joined=self._joined,
@@ -160,6 +175,5 @@ class JoinSet(Generic[T]):
         await self.shutdown()
 
     def __repr__(self) -> str:
-        return (
-            f"<JoinSet tasks={len(self._tasks)} finished={len(self._done)} spawned={self._spawned}>"
-        )
+        finished = sum(task.done() for task in self._tasks)
+        return f"<JoinSet tasks={len(self._tasks)} finished={finished} spawned={self._spawned}>"
