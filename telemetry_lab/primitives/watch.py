@@ -86,9 +86,9 @@ class WatchSender(Generic[T]):
         self._closed = False
         state.senders += 1
 
-    def _open_state(self) -> _WatchState[T]:
+    def _open_state(self, value: object = None) -> _WatchState[T]:
         if self._closed:
-            raise ChannelClosed("sender handle is closed")
+            raise ChannelClosed("sender handle is closed", value=value)
         return self._state
 
     def send(self, value: T) -> None:
@@ -96,8 +96,9 @@ class WatchSender(Generic[T]):
 
         Raises:
             NoReceivers: nobody is subscribed; the value is **not** stored (`.value`).
+            ChannelClosed: this handle is closed (`.value` is the unsent value).
         """
-        st = self._open_state()
+        st = self._open_state(value)
         if st.receivers == 0:
             raise NoReceivers(value=value)
         st.value = value
@@ -105,7 +106,7 @@ class WatchSender(Generic[T]):
 
     def send_replace(self, value: T) -> T:
         """Store `value` and notify, with or without receivers; return the old value."""
-        st = self._open_state()
+        st = self._open_state(value)
         old, st.value = st.value, value
         st.publish()
         return old
