@@ -10,9 +10,10 @@ from __future__ import annotations
 import asyncio
 import contextlib
 from collections import deque
-from typing import Any
+from types import TracebackType
+from typing import Any, Self
 
-__all__ = ["remove_waiter", "wake_all", "wake_first", "wake_future"]
+__all__ = ["ClosingHandle", "remove_waiter", "wake_all", "wake_first", "wake_future"]
 
 
 def wake_future(fut: asyncio.Future[Any], result: Any = None) -> bool:
@@ -47,3 +48,38 @@ def remove_waiter(
     """Forget `fut` if it is still queued (a waker may already have popped it)."""
     with contextlib.suppress(ValueError):
         waiters.remove(fut)
+
+
+class ClosingHandle:
+    """Mixin: `with handle:` and `async with handle:` close the handle on exit.
+
+    Closing a handle is the Python stand-in for Rust's drop; `close()` is synchronous and
+    idempotent, so both context-manager forms simply call it.
+    """
+
+    __slots__ = ()
+
+    def close(self) -> None:
+        raise NotImplementedError
+
+    def __enter__(self) -> Self:
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.close()
+
+    async def __aenter__(self) -> Self:
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.close()

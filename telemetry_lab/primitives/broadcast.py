@@ -15,11 +15,10 @@ from __future__ import annotations
 
 import asyncio
 from dataclasses import dataclass
-from types import TracebackType
 from typing import Any, Generic, TypeVar
 
 from telemetry_lab.errors import ChannelClosed, ChannelEmpty, Lagged, NoReceivers
-from telemetry_lab.primitives._private import remove_waiter, wake_all
+from telemetry_lab.primitives._private import ClosingHandle, remove_waiter, wake_all
 
 __all__ = [
     "BroadcastReceiver",
@@ -126,7 +125,7 @@ class _BroadcastState(Generic[T]):
         )
 
 
-class BroadcastSender(Generic[T_contra]):
+class BroadcastSender(ClosingHandle, Generic[T_contra]):
     """The sending half of a broadcast channel; `send` never waits.
 
     A broadcast is not a queue: a value reaches only the receivers subscribed when it was
@@ -218,28 +217,6 @@ class BroadcastSender(Generic[T_contra]):
     def __len__(self) -> int:
         return self._state.queued
 
-    def __enter__(self) -> BroadcastSender[T_contra]:
-        return self
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.close()
-
-    async def __aenter__(self) -> BroadcastSender[T_contra]:
-        return self
-
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.close()
-
     def __repr__(self) -> str:
         st = self._state
         return (
@@ -248,7 +225,7 @@ class BroadcastSender(Generic[T_contra]):
         )
 
 
-class BroadcastReceiver(Generic[T_co]):
+class BroadcastReceiver(ClosingHandle, Generic[T_co]):
     """One subscriber of a broadcast channel: sees every value sent while subscribed.
 
     A broadcast receiver is lossy under lag: if it falls more than `capacity` values behind,
@@ -368,28 +345,6 @@ class BroadcastReceiver(Generic[T_co]):
             return await self.recv()
         except ChannelClosed:
             raise StopAsyncIteration from None
-
-    def __enter__(self) -> BroadcastReceiver[T_co]:
-        return self
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.close()
-
-    async def __aenter__(self) -> BroadcastReceiver[T_co]:
-        return self
-
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.close()
 
     def __repr__(self) -> str:
         return (

@@ -15,11 +15,16 @@ from __future__ import annotations
 import asyncio
 from collections import deque
 from dataclasses import dataclass
-from types import TracebackType
 from typing import Any, Generic, TypeVar
 
 from telemetry_lab.errors import ChannelClosed, ChannelEmpty, ChannelFull
-from telemetry_lab.primitives._private import remove_waiter, wake_all, wake_first, wake_future
+from telemetry_lab.primitives._private import (
+    ClosingHandle,
+    remove_waiter,
+    wake_all,
+    wake_first,
+    wake_future,
+)
 
 __all__ = ["ChannelStatistics", "Receiver", "Sender", "channel"]
 
@@ -128,7 +133,7 @@ class _ChannelState(Generic[T]):
         )
 
 
-class Sender(Generic[T_contra]):
+class Sender(ClosingHandle, Generic[T_contra]):
     """The sending half of an mpsc channel; clone it to get more producers.
 
     A sender is not a broadcast: each value reaches exactly one receiver. Closing the last
@@ -239,28 +244,6 @@ class Sender(Generic[T_contra]):
         """Return a snapshot of the channel's state."""
         return self._state.statistics()
 
-    def __enter__(self) -> Sender[T_contra]:
-        return self
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.close()
-
-    async def __aenter__(self) -> Sender[T_contra]:
-        return self
-
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.close()
-
     def __repr__(self) -> str:
         st = self._state
         return (
@@ -270,7 +253,7 @@ class Sender(Generic[T_contra]):
         )
 
 
-class Receiver(Generic[T_co]):
+class Receiver(ClosingHandle, Generic[T_co]):
     """The receiving half of an mpsc channel: one consumer, values in FIFO order.
 
     A receiver is not cloneable (one consumer), and closing it does not discard what is
@@ -389,28 +372,6 @@ class Receiver(Generic[T_co]):
             return await self.recv()
         except ChannelClosed:
             raise StopAsyncIteration from None
-
-    def __enter__(self) -> Receiver[T_co]:
-        return self
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.close()
-
-    async def __aenter__(self) -> Receiver[T_co]:
-        return self
-
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.close()
 
     def __repr__(self) -> str:
         st = self._state

@@ -14,11 +14,10 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Callable
 from dataclasses import dataclass
-from types import TracebackType
 from typing import Any, Generic, TypeVar
 
 from telemetry_lab.errors import ChannelClosed, NoReceivers
-from telemetry_lab.primitives._private import remove_waiter, wake_all
+from telemetry_lab.primitives._private import ClosingHandle, remove_waiter, wake_all
 
 __all__ = ["WatchReceiver", "WatchSender", "WatchStatistics", "watch"]
 
@@ -72,7 +71,7 @@ class _WatchState(Generic[T]):
         )
 
 
-class WatchSender(Generic[T]):
+class WatchSender(ClosingHandle, Generic[T]):
     """The publishing half of a watch channel.
 
     A watch is not a queue: it keeps only the latest value, so an observer that looks twice
@@ -170,28 +169,6 @@ class WatchSender(Generic[T]):
         """Return a snapshot of the channel's state."""
         return self._state.statistics()
 
-    def __enter__(self) -> WatchSender[T]:
-        return self
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.close()
-
-    async def __aenter__(self) -> WatchSender[T]:
-        return self
-
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.close()
-
     def __repr__(self) -> str:
         st = self._state
         return (
@@ -200,7 +177,7 @@ class WatchSender(Generic[T]):
         )
 
 
-class WatchReceiver(Generic[T]):
+class WatchReceiver(ClosingHandle, Generic[T]):
     """An observer of a watch channel that remembers which version it has seen.
 
     A watch receiver is not a stream of every value: between two looks, only the latest
@@ -308,28 +285,6 @@ class WatchReceiver(Generic[T]):
     def statistics(self) -> WatchStatistics:
         """Return a snapshot of the channel's state."""
         return self._state.statistics()
-
-    def __enter__(self) -> WatchReceiver[T]:
-        return self
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.close()
-
-    async def __aenter__(self) -> WatchReceiver[T]:
-        return self
-
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.close()
 
     def __repr__(self) -> str:
         st = self._state
