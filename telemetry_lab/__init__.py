@@ -1,19 +1,26 @@
 """telemetry_lab: learn asyncio's concurrency primitives by building an async telemetry gateway.
 
 The primitives (`channel`, `broadcast`, `watch`, `Notify`, `JoinSet`, `select`) live in
-`telemetry_lab.primitives` and are re-exported here; the error vocabulary lives in
-`telemetry_lab.errors`.
+`telemetry_lab.primitives`; the gateway's API (`GatewayConfig`, `run_gateway`, `start`,
+`run`, `Report`) in `telemetry_lab.gateway`, `.config` and `.models`; the error vocabulary
+in `telemetry_lab.errors`. All are re-exported here.
 """
 
+import logging
+
+from telemetry_lab.config import GatewayConfig
 from telemetry_lab.errors import (
     ChannelClosed,
     ChannelEmpty,
     ChannelError,
     ChannelFull,
     Lagged,
+    LoopAlreadyRunning,
     NoReceivers,
     TelemetryLabError,
 )
+from telemetry_lab.gateway import Gateway, GatewayPhase, GatewayStatistics, run, run_gateway, start
+from telemetry_lab.models import ClientSummary, Reading, Report, StateUpdate, SystemState
 from telemetry_lab.primitives import (
     Branch,
     BroadcastReceiver,
@@ -44,6 +51,9 @@ from telemetry_lab.primitives import (
     select,
     watch,
 )
+from telemetry_lab.virtual_time import VirtualTimeEventLoop
+
+logging.getLogger("telemetry_lab").addHandler(logging.NullHandler())
 
 __version__ = "0.1.0"
 
@@ -58,17 +68,28 @@ __all__ = [
     "ChannelError",
     "ChannelFull",
     "ChannelStatistics",
+    "ClientSummary",
+    "Gateway",
+    "GatewayConfig",
+    "GatewayPhase",
+    "GatewayStatistics",
     "JoinSet",
     "JoinSetStatistics",
     "Lagged",
+    "LoopAlreadyRunning",
     "NoReceivers",
     "Notified",
     "Notify",
     "NotifyStatistics",
+    "Reading",
     "Receiver",
+    "Report",
     "Selected",
     "Sender",
+    "StateUpdate",
+    "SystemState",
     "TelemetryLabError",
+    "VirtualTimeEventLoop",
     "WatchReceiver",
     "WatchSender",
     "WatchStatistics",
@@ -82,6 +103,9 @@ __all__ = [
     "on_notified",
     "on_recv",
     "on_timeout",
+    "run",
+    "run_gateway",
     "select",
+    "start",
     "watch",
 ]

@@ -1,107 +1,100 @@
-"""Run a small tour of the primitives: `python -m telemetry_lab` (the gateway comes next).
+"""Run the telemetry gateway from the command line: `python -m telemetry_lab`.
 
-Three devices push readings through a bounded `channel` (watch the senders block), an
-aggregator fans updates out through a `broadcast` to a fast and a slow client (watch the
-slow one lag), publishes a running count through a `watch`, and a `JoinSet` owns every
-task. The statistics snapshots are printed at the end.
+With no flags it reproduces the Tokio seed's demo: 7 devices, 4 clients, 10 seconds, logs
+in the seed's style, then a summary table. `--fast` runs the same events on a virtual clock
+(well under a second); `--json` prints the report as one JSON object on stdout (logs go to
+stderr). Exit status: 0 for a clean run, 1 when anything was lost or left in flight, 2 for
+bad arguments. Ctrl-C drains gracefully and still reports.
 """
 
 from __future__ import annotations
 
 import argparse
-import asyncio
+import json
 import logging
+import sys
+from pathlib import Path
 
-from telemetry_lab.errors import ChannelClosed, Lagged
-from telemetry_lab.primitives import (
-    BroadcastReceiver,
-    JoinSet,
-    Receiver,
-    Sender,
-    broadcast,
-    channel,
-    watch,
-)
+from telemetry_lab.config import GatewayConfig
+from telemetry_lab.gateway import run
 
-__all__ = ["main", "tour"]
+__all__ = ["build_parser", "main"]
 
-log = logging.getLogger("telemetry_lab")
+EXIT_OK, EXIT_LOSS, EXIT_USAGE = 0, 1, 2
 
 
-async def _device(device_id: int, tx: Sender[tuple[int, int]], readings: int) -> None:
-    with tx:
-        for seq in range(readings):
-            await tx.send((device_id, seq))  # waits while the channel is full: backpressure
-            log.info("📱 Device %d sent reading %d", device_id, seq)
-
-
-async def _client(name: str, rx: BroadcastReceiver[int], delay: float) -> tuple[int, int]:
-    received = lagged = 0
-    with rx:
-        while True:
-            try:
-                total = await rx.recv()
-            except Lagged as exc:
-                lagged += exc.skipped
-                log.info("👤 %s lagged: %d updates skipped", name, exc.skipped)
-                continue
-            except ChannelClosed:
-                return received, lagged
-            received += 1
-            log.info("👤 %s received update: %d readings so far", name, total)
-            await asyncio.sleep(delay)  # a slow client falls behind
-
-
-async def tour(devices: int = 3, readings: int = 5) -> dict[str, object]:
-    """Run the tour and return each primitive's final statistics."""
-    tx, rx = channel[tuple[int, int]](5)
-    updates_tx, fast_rx = broadcast[int](4)
-    slow_rx = updates_tx.subscribe()
-    state_tx, state_rx = watch(0)
-    results: dict[str, object] = {}
-
-    async def aggregator(rx: Receiver[tuple[int, int]]) -> None:
-        with updates_tx, state_tx:
-            async for device_id, seq in rx:
-                await asyncio.sleep(0.01)  # processing time
-                log.info("🔄 Aggregator processed reading %d of device %d", seq, device_id)
-                state_tx.send(state_tx.borrow() + 1)  # the latest count, for any observer
-                log.info("📡 Broadcast to %d clients", updates_tx.send(state_tx.borrow()))
-
-    async with JoinSet[object]() as tasks:
-        for d in range(1, devices + 1):
-            tasks.spawn(_device(d, tx.clone(), readings), name=f"device-{d}")
-        tx.close()
-        tasks.spawn(aggregator(rx), name="aggregator")
-        fast = tasks.spawn(_client("Client fast", fast_rx, 0), name="client-fast")
-        slow = tasks.spawn(_client("Client slow", slow_rx, 0.05), name="client-slow")
-        await tasks.join_all()
-        results["channel"] = rx.statistics()
-        results["broadcast"] = updates_tx.statistics()
-        results["watch"] = state_rx.statistics()
-        results["fast client (received, lagged)"] = fast.result()
-        results["slow client (received, lagged)"] = slow.result()
-        results["readings counted"] = state_rx.borrow()
-    return results
+def build_parser() -> argparse.ArgumentParser:
+    """Return the CLI's argument parser (defaults come from `GatewayConfig`)."""
+    defaults = GatewayConfig()
+    parser = argparse.ArgumentParser(
+        prog="telemetry-lab",
+        description="Run the async telemetry gateway and report what happened to every reading.",
+    )
+    parser.add_argument(
+        "--duration",
+        type=float,
+        default=defaults.duration,
+        help="seconds before graceful shutdown (default %(default)s)",
+    )
+    parser.add_argument(
+        "--devices", type=int, default=defaults.devices, help="sensor devices (default %(default)s)"
+    )
+    parser.add_argument(
+        "--clients", type=int, default=defaults.clients, help="live clients (default %(default)s)"
+    )
+    parser.add_argument(
+        "--seed", type=int, default=defaults.seed, help="random seed (default %(default)s)"
+    )
+    parser.add_argument(
+        "--db",
+        type=Path,
+        default=defaults.db_path,
+        help="SQLite file, emptied at start (default %(default)s)",
+    )
+    parser.add_argument(
+        "--fast", action="store_true", help="run on a virtual clock: same events, no waiting"
+    )
+    parser.add_argument(
+        "--json", action="store_true", help="print the report as one JSON object on stdout"
+    )
+    parser.add_argument("--quiet", action="store_true", help="log only warnings and errors")
+    return parser  # fmt: skip
 
 
 def main(argv: list[str] | None = None) -> int:
-    """Entry point of `python -m telemetry_lab` and the `telemetry-lab` script."""
-    parser = argparse.ArgumentParser(prog="telemetry-lab", description=__doc__.split("\n")[0])
-    parser.add_argument("--devices", type=int, default=3)
-    parser.add_argument("--readings", type=int, default=5, help="readings per device")
-    parser.add_argument("--quiet", action="store_true", help="only print the summary")
+    """Run the CLI; return the exit status."""
+    parser = build_parser()
     args = parser.parse_args(argv)
-    if args.devices < 1 or args.readings < 1:
-        parser.error("--devices and --readings must be >= 1")
-    logging.basicConfig(level=logging.WARNING if args.quiet else logging.INFO, format="%(message)s")
-    print("🚀 Starting the primitives tour\n")
-    results = asyncio.run(tour(args.devices, args.readings))
-    print("\n📊 Final statistics")
-    for name, value in results.items():
-        print(f"  {name}: {value}")
-    return 0
+    try:
+        config = GatewayConfig(
+            duration=args.duration,
+            devices=args.devices,
+            clients=args.clients,
+            seed=args.seed,
+            db_path=args.db,
+        )
+    except ValueError as exc:
+        parser.error(str(exc))
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(logging.Formatter("%(message)s"))
+    logger = logging.getLogger("telemetry_lab")
+    logger.addHandler(handler)
+    logger.setLevel(logging.WARNING if args.quiet else logging.INFO)
+    logger.propagate = False
+    try:
+        report = run(config, virtual_time=args.fast)
+    except ValueError as exc:  # the database file cannot be used: nothing was started
+        print(f"telemetry-lab: error: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+    finally:
+        logger.removeHandler(handler)
+    if args.json:
+        print(json.dumps(report.to_dict()))
+    else:
+        print()
+        print(report.summary_table())
+    return EXIT_OK if report.ok else EXIT_LOSS
 
 
 if __name__ == "__main__":
-    raise SystemExit(main())
+    sys.exit(main())

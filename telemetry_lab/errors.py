@@ -9,6 +9,7 @@ The exception tree::
         ├── ChannelFull      a non-blocking send found no free slot; `.value`: unsent value
         ├── Lagged           a broadcast receiver fell behind; `.skipped` values overwritten
         └── NoReceivers      a send found nobody listening; `.value`: unsent value
+    LoopAlreadyRunning       (also a RuntimeError) a blocking call inside a running loop
 
 Errors are named by what happened, not by who noticed. A send that fails always hands the
 value back on the exception, so nothing a caller owned is lost by an error.
@@ -22,6 +23,7 @@ __all__ = [
     "ChannelError",
     "ChannelFull",
     "Lagged",
+    "LoopAlreadyRunning",
     "NoReceivers",
     "TelemetryLabError",
 ]
@@ -80,3 +82,10 @@ class NoReceivers(ChannelError):
     def __init__(self, message: str = "no receivers", *, value: object = None) -> None:
         super().__init__(message)
         self.value = value
+
+
+class LoopAlreadyRunning(TelemetryLabError, RuntimeError):
+    """A blocking entry point (`run`) was called while an event loop is running.
+
+    In Jupyter a loop is always running: `await` the async API instead.
+    """

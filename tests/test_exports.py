@@ -50,9 +50,14 @@ def test_errors_are_reexported_and_form_one_tree() -> None:
         cls = getattr(errors, name)
         assert getattr(telemetry_lab, name) is cls
         assert issubclass(cls, errors.TelemetryLabError)
-    channel_errors = set(errors.__all__) - {"ChannelError", "TelemetryLabError"}
+    channel_errors = set(errors.__all__) - {
+        "ChannelError",
+        "TelemetryLabError",
+        "LoopAlreadyRunning",
+    }
     for name in channel_errors:
         assert issubclass(getattr(errors, name), errors.ChannelError), name
+    assert issubclass(errors.LoopAlreadyRunning, RuntimeError)
 
 
 def test_contract_names_are_importable_from_both_places() -> None:
@@ -63,6 +68,12 @@ def test_contract_names_are_importable_from_both_places() -> None:
     ]  # fmt: skip
     for name in contract:
         assert hasattr(telemetry_lab.primitives, name), name
+        assert hasattr(telemetry_lab, name), name
+
+
+def test_gateway_contract_names_are_importable_from_the_package() -> None:
+    for name in ("GatewayConfig", "run_gateway", "start", "run", "Report"):
+        assert name in telemetry_lab.__all__, name
         assert hasattr(telemetry_lab, name), name
 
 

@@ -368,8 +368,8 @@ def on_done(future: asyncio.Future[T], *, enabled: bool = True) -> Branch[T]:
 
 
 async def select(
-    *branches: Branch[T] | None, biased: bool = False, rng: random.Random | None = None
-) -> Selected[T]:
+    *branches: Branch[Any] | None, biased: bool = False, rng: random.Random | None = None
+) -> Selected[Any]:
     """Wait until one branch is ready, complete only that one, and return it.
 
     Args:
@@ -394,14 +394,14 @@ async def select(
     loop = asyncio.get_running_loop()
     for _, branch in active:
         branch.start(loop)
-    winner: Branch[T] | None = None
+    winner: Branch[Any] | None = None
     try:
         while True:
             for index, branch in active:
                 winner = branch
                 value = branch.poll()
                 if value is not PENDING:
-                    return Selected(index, value, branch)  # type: ignore[arg-type]
+                    return Selected(index, value, branch)
             winner = None
             waker: asyncio.Future[Any] = loop.create_future()
             for _, branch in active:

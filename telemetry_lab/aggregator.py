@@ -1,0 +1,148 @@
+"""Aggregate readings: running averages, forward to storage, fan out to clients.
+
+The aggregator is the hub of the gateway. For every reading from the telemetry channel it
+updates the device's running averages, broadcasts a `StateUpdate` to the live clients
+(never waiting: a slow client lags instead), publishes the new `SystemState` through a
+watch channel, and forwards the reading to storage (waiting when storage is behind: that
+wait travels back to the devices as backpressure). When every device has closed its
+sender and the channel is drained, it closes its own outputs, so shutdown flows downstream.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from dataclasses import dataclass
+
+from telemetry_lab.errors import NoReceivers
+from telemetry_lab.models import Reading, StateUpdate, SystemState
+from telemetry_lab.primitives import BroadcastSender, Receiver, Sender, WatchSender
+
+__all__ = ["Aggregator", "AggregatorStatistics"]
+
+log = logging.getLogger("telemetry_lab.aggregator")
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class AggregatorStatistics:
+    """A snapshot of the aggregator."""
+
+    total_received: int
+    """Readings taken from the telemetry channel."""
+    total_forwarded: int
+    """Readings accepted by the storage channel."""
+    total_rejected: int
+    """Readings refused by validation."""
+    total_updates: int
+    """State updates broadcast."""
+    total_updates_unheard: int
+    """Updates not broadcast because no client was subscribed."""
+    current_holding: int
+    """Readings taken in but not yet forwarded or rejected (0 or 1)."""
+    devices_active: int
+    """Devices heard from."""
+
+
+class Aggregator:
+    """The hub: one task that owns the storage sender, the update broadcast and the state.
+
+    It is not a buffer: it holds at most one reading at a time, so the readings in the
+    gateway are always in a channel, in the aggregator's hand, or in storage's batch.
+    """
+
+    def __init__(
+        self,
+        *,
+        rx: Receiver[Reading],
+        storage_tx: Sender[Reading],
+        updates_tx: BroadcastSender[StateUpdate],
+        state_tx: WatchSender[SystemState],
+    ) -> None:
+        self._rx = rx
+        self._storage_tx = storage_tx
+        self._updates_tx = updates_tx
+        self._state_tx = state_tx
+        self._received = 0
+        self._forwarded = 0
+        self._rejected = 0
+        self._updates = 0
+        self._unheard = 0
+        self._holding = 0
+        # device_id -> [count, mean temperature, mean humidity]
+        self._devices: dict[int, list[float]] = {}
+        self._sum_temperature = 0.0  # sum over devices of their mean temperature
+        self._sum_humidity = 0.0
+
+    def _update_averages(self, reading: Reading) -> None:
+        stats = self._devices.get(reading.device_id)
+        if stats is None:
+            stats = self._devices[reading.device_id] = [0.0, 0.0, 0.0]
+        count, mean_t, mean_h = stats
+        count += 1
+        new_t = mean_t + (reading.temperature - mean_t) / count
+        new_h = mean_h + (reading.humidity - mean_h) / count
+        self._sum_temperature += new_t - mean_t
+        self._sum_humidity += new_h - mean_h
+        stats[0], stats[1], stats[2] = count, new_t, new_h
+
+    async def run(self) -> None:
+        """Process readings until every device is done, then close the outputs."""
+        loop = asyncio.get_running_loop()
+        verbose = log.isEnabledFor(logging.INFO)
+        with self._storage_tx, self._updates_tx, self._state_tx:
+            async for reading in self._rx:
+                self._received += 1
+                self._holding = 1
+                self._update_averages(reading)
+                active = len(self._devices)
+                avg_t = self._sum_temperature / active
+                avg_h = self._sum_humidity / active
+                now = loop.time()
+                if verbose:
+                    log.info("🔄 Aggregator processed telemetry from device %d", reading.device_id)
+                update = StateUpdate(
+                    update=self._received,
+                    device_id=reading.device_id,
+                    devices_active=active,
+                    avg_temperature=avg_t,
+                    avg_humidity=avg_h,
+                    ts=now,
+                )
+                try:
+                    listeners = self._updates_tx.send(update)
+                except NoReceivers:
+                    self._unheard += 1
+                else:
+                    self._updates += 1
+                    if verbose:
+                        log.info("📡 Broadcasted update to %d clients", listeners)
+                self._state_tx.send_replace(
+                    SystemState(
+                        readings=self._received,
+                        devices_active=active,
+                        avg_temperature=avg_t,
+                        avg_humidity=avg_h,
+                        updated_at=now,
+                    )
+                )
+                await self._storage_tx.send(reading)
+                self._forwarded += 1
+                self._holding = 0
+
+    def statistics(self) -> AggregatorStatistics:
+        """Return a snapshot of the aggregator."""
+        return AggregatorStatistics(
+            total_received=self._received,
+            total_forwarded=self._forwarded,
+            total_rejected=self._rejected,
+            total_updates=self._updates,
+            total_updates_unheard=self._unheard,
+            current_holding=self._holding,
+            devices_active=len(self._devices),
+        )
+
+    def __repr__(self) -> str:
+        return (
+            f"<Aggregator received={self._received} forwarded={self._forwarded} "
+            f"holding={self._holding}>"
+        )

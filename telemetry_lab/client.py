@@ -1,0 +1,98 @@
+"""Follow the gateway live: a client subscribed to the aggregator's state updates.
+
+A client reads the update broadcast as fast as it can. If it falls more than
+`broadcast_capacity` updates behind, the oldest are overwritten and it is told so
+(`Lagged`): it counts what it missed and carries on from the oldest update still there,
+without ever slowing the aggregator or the other clients.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from dataclasses import dataclass
+
+from telemetry_lab.errors import ChannelClosed, Lagged
+from telemetry_lab.models import ClientSummary, StateUpdate
+from telemetry_lab.primitives import BroadcastReceiver
+
+__all__ = ["Client", "ClientStatistics"]
+
+log = logging.getLogger("telemetry_lab.client")
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class ClientStatistics:
+    """A snapshot of one client."""
+
+    client_id: int
+    """1-based client number."""
+    total_received: int
+    """Updates processed."""
+    total_lagged: int
+    """Updates missed because they were overwritten before this client read them."""
+    total_lag_events: int
+    """Times this client was told it lagged."""
+    current_pending: int
+    """Updates sent but not yet read by this client."""
+
+
+class Client:
+    """One live subscriber; owns (and closes) its broadcast receiver.
+
+    A client is not a durable consumer: what it misses while lagging is gone for it (the
+    database has every reading).
+    """
+
+    def __init__(self, client_id: int, rx: BroadcastReceiver[StateUpdate], delay: float = 0.0):
+        self.client_id = client_id
+        self._rx = rx
+        self._delay = delay
+        self._received = 0
+        self._lagged = 0
+        self._lag_events = 0
+
+    async def run(self) -> None:
+        """Process updates until the broadcast closes and is drained."""
+        rx = self._rx
+        verbose = log.isEnabledFor(logging.INFO)
+        with rx:
+            while True:
+                try:
+                    update = await rx.recv()
+                except Lagged as lag:
+                    self._lagged += lag.skipped
+                    self._lag_events += 1
+                    log.warning(
+                        "👤 Client %d lagged: %d updates skipped", self.client_id, lag.skipped
+                    )
+                    continue
+                except ChannelClosed:
+                    return
+                self._received += 1
+                if verbose:
+                    log.info(
+                        "👤 Client %d received update: %d devices active, avg temps: %.1f°C",
+                        self.client_id,
+                        update.devices_active,
+                        update.avg_temperature,
+                    )
+                if self._delay:
+                    await asyncio.sleep(self._delay)  # a slow client: it will lag
+
+    def summary(self) -> ClientSummary:
+        """Return what this client saw, for the report."""
+        return ClientSummary(client_id=self.client_id, received=self._received, lagged=self._lagged)
+
+    def statistics(self) -> ClientStatistics:
+        """Return a snapshot of this client."""
+        return ClientStatistics(
+            client_id=self.client_id,
+            total_received=self._received,
+            total_lagged=self._lagged,
+            total_lag_events=self._lag_events,
+            current_pending=len(self._rx),
+        )
+
+    def __repr__(self) -> str:
+        return f"<Client {self.client_id} received={self._received} lagged={self._lagged}>"

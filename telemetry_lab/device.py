@@ -1,0 +1,130 @@
+"""Simulate one sensor device: a seeded random walk of temperature and humidity.
+
+A device takes a reading every `device_interval` seconds on average (jittered), asks the
+bandwidth semaphore for a permit, and sends the reading into the bounded telemetry channel.
+When the channel is full the send waits: that wait *is* backpressure, and it is counted.
+It stops when the shutdown watch turns True, and closes its sender so the aggregator can
+tell when every device is done.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import random
+from dataclasses import dataclass
+
+from telemetry_lab.metrics import MeteredSemaphore
+from telemetry_lab.models import Reading
+from telemetry_lab.primitives import Sender, WatchReceiver, on_changed, on_timeout, select
+
+__all__ = ["Device", "DeviceStatistics"]
+
+log = logging.getLogger("telemetry_lab.device")
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class DeviceStatistics:
+    """A snapshot of one device."""
+
+    device_id: int
+    """1-based device number."""
+    total_sent: int
+    """Readings accepted into the telemetry channel."""
+    next_seq: int
+    """Sequence number of the next reading."""
+    temperature: float
+    """Current temperature of the random walk."""
+    humidity: float
+    """Current humidity of the random walk."""
+
+
+class Device:
+    """One simulated sensor: owns its random generator, its sequence numbers and its sender.
+
+    A device is not restartable by re-creating it: its sequence numbers continue across
+    calls to `run()`, so a supervisor that restarts it never reuses a `(device_id, seq)`.
+    """
+
+    def __init__(
+        self,
+        device_id: int,
+        *,
+        seed: int,
+        interval: float,
+        tx: Sender[Reading],
+        bandwidth: MeteredSemaphore,
+        shutdown: WatchReceiver[bool],
+    ) -> None:
+        self.device_id = device_id
+        self._rng = random.Random(f"{seed}:device:{device_id}")
+        self._interval = interval
+        self._tx = tx
+        self._bandwidth = bandwidth
+        self._shutdown = shutdown
+        self._seq = 0
+        self._sent = 0
+        self._temperature = 20.0 + self._rng.gauss(0.0, 2.0)
+        self._humidity = 55.0 + self._rng.gauss(0.0, 5.0)
+
+    def next_reading(self, now: float) -> Reading:
+        """Advance the random walk and return the next reading, stamped `now`."""
+        rng = self._rng
+        self._temperature = min(60.0, max(-30.0, self._temperature + rng.gauss(0.0, 0.3)))
+        self._humidity = min(100.0, max(0.0, self._humidity + rng.gauss(0.0, 1.0)))
+        reading = Reading(
+            device_id=self.device_id,
+            seq=self._seq,
+            ts=now,
+            temperature=round(self._temperature, 2),
+            humidity=round(self._humidity, 2),
+        )
+        self._seq += 1
+        return reading
+
+    async def _wait_or_shutdown(self) -> bool:
+        """Sleep one jittered interval; return True if shutdown was signalled instead."""
+        if self._shutdown.borrow():
+            return True
+        if self._interval == 0:
+            await asyncio.sleep(0)  # unthrottled: still let others run between readings
+            return False
+        gap = self._interval * self._rng.uniform(0.5, 1.5)
+        winner = await select(on_changed(self._shutdown), on_timeout(gap), biased=True)
+        return winner.index == 0 and bool(winner.value)
+
+    async def run(self) -> None:
+        """Send readings until shutdown; the caller closes the handles (see `close`)."""
+        loop = asyncio.get_running_loop()
+        tx, bandwidth = self._tx, self._bandwidth
+        verbose = log.isEnabledFor(logging.INFO)
+        while not await self._wait_or_shutdown():
+            reading = self.next_reading(loop.time())
+            async with bandwidth:
+                await tx.send(reading)
+            self._sent += 1
+            if verbose:
+                log.info(
+                    "📱 Device %d sent: temp=%.1f°C, humidity=%.1f%%",
+                    self.device_id,
+                    reading.temperature,
+                    reading.humidity,
+                )
+
+    def close(self) -> None:
+        """Close the device's sender and shutdown receiver (idempotent)."""
+        self._tx.close()
+        self._shutdown.close()
+
+    def statistics(self) -> DeviceStatistics:
+        """Return a snapshot of this device."""
+        return DeviceStatistics(
+            device_id=self.device_id,
+            total_sent=self._sent,
+            next_seq=self._seq,
+            temperature=self._temperature,
+            humidity=self._humidity,
+        )
+
+    def __repr__(self) -> str:
+        return f"<Device {self.device_id} sent={self._sent} next_seq={self._seq}>"

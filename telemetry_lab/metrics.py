@@ -1,0 +1,172 @@
+"""Measure the gateway: permits in use, and a time series of its vital signs.
+
+Components keep their own counters and expose them as frozen `statistics()` snapshots. This
+module adds the two instruments they share: `MeteredSemaphore`, an `asyncio.Semaphore` that
+counts permits in use and time spent waiting, and `MetricsSeries`, a bounded time series of
+`Sample`s that the gateway records every `sample_interval` for the dashboard.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections import deque
+from collections.abc import Iterator
+from dataclasses import dataclass
+from types import TracebackType
+from typing import Literal
+
+__all__ = ["MeteredSemaphore", "MetricsSeries", "Sample", "SemaphoreStatistics"]
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class SemaphoreStatistics:
+    """A snapshot of one `MeteredSemaphore`."""
+
+    max_permits: int
+    """Permits the semaphore was created with."""
+    current_in_use: int
+    """Permits held now."""
+    max_in_use: int
+    """The most permits ever held at once."""
+    tasks_waiting: int
+    """Tasks blocked in `acquire()` now."""
+    total_acquired: int
+    """Successful acquisitions."""
+    total_wait: float
+    """Loop-time seconds spent waiting in `acquire()`, summed over acquisitions."""
+
+
+class MeteredSemaphore(asyncio.Semaphore):
+    """An `asyncio.Semaphore` that counts permits in use and time spent waiting.
+
+    It is asyncio's own semaphore (same fairness, same cancellation behaviour); it is not a
+    bounded semaphore, and releasing more than was acquired is a bug it refuses.
+    """
+
+    def __init__(self, permits: int) -> None:
+        if permits < 1:
+            raise ValueError(f"permits must be >= 1, got {permits!r}")
+        super().__init__(permits)
+        self._max_permits = permits
+        self._in_use = 0
+        self._max_in_use = 0
+        self._waiting = 0
+        self._acquired = 0
+        self._wait = 0.0
+
+    async def acquire(self) -> Literal[True]:
+        """Take a permit, waiting (and counting the wait) if none is free."""
+        if not self.locked():
+            await super().acquire()
+        else:
+            loop = asyncio.get_running_loop()
+            started = loop.time()
+            self._waiting += 1
+            try:
+                await super().acquire()
+            finally:
+                self._waiting -= 1
+                self._wait += loop.time() - started
+        self._in_use += 1
+        self._acquired += 1
+        if self._in_use > self._max_in_use:
+            self._max_in_use = self._in_use
+        return True
+
+    def release(self) -> None:
+        """Give a permit back."""
+        if self._in_use == 0:
+            raise ValueError("MeteredSemaphore released more times than it was acquired")
+        self._in_use -= 1
+        super().release()
+
+    @property
+    def in_use(self) -> int:
+        """Permits held now."""
+        return self._in_use
+
+    def statistics(self) -> SemaphoreStatistics:
+        """Return a snapshot of this semaphore."""
+        return SemaphoreStatistics(
+            max_permits=self._max_permits,
+            current_in_use=self._in_use,
+            max_in_use=self._max_in_use,
+            tasks_waiting=self._waiting,
+            total_acquired=self._acquired,
+            total_wait=self._wait,
+        )
+
+    async def __aenter__(self) -> None:
+        await self.acquire()
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.release()
+
+    def __repr__(self) -> str:
+        return (
+            f"<MeteredSemaphore permits={self._max_permits} in_use={self._in_use} "
+            f"waiting={self._waiting}>"
+        )
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Sample:
+    """The gateway's vital signs at one instant."""
+
+    t: float
+    """Seconds since the run started (loop clock)."""
+    telemetry_depth: int
+    """Readings buffered in the device → aggregator channel."""
+    storage_depth: int
+    """Readings buffered in the aggregator → storage channel."""
+    senders_blocked: int
+    """Device sends waiting for room in the telemetry channel (backpressure)."""
+    bandwidth_in_use: int
+    """Device-bandwidth permits held."""
+    db_in_use: int
+    """Database connections busy writing."""
+    produced: int
+    """Readings accepted into the telemetry channel so far."""
+    stored: int
+    """Readings written to the database so far."""
+    batches: int
+    """Batches written so far."""
+    throughput: float
+    """Readings stored per second since the previous sample."""
+    client_received: tuple[int, ...]
+    """Updates each client has processed so far."""
+    client_lagged: tuple[int, ...]
+    """Updates each client has missed by lagging so far."""
+
+
+class MetricsSeries:
+    """A bounded time series of `Sample`s (the oldest are dropped past `max_samples`)."""
+
+    def __init__(self, max_samples: int = 4096) -> None:
+        self._samples: deque[Sample] = deque(maxlen=max_samples)
+
+    def append(self, sample: Sample) -> None:
+        """Record one sample."""
+        self._samples.append(sample)
+
+    def latest(self) -> Sample | None:
+        """Return the newest sample, or None before the first."""
+        return self._samples[-1] if self._samples else None
+
+    def column(self, name: str) -> list[float]:
+        """Return one numeric field of every sample, oldest first (e.g. "storage_depth")."""
+        return [float(getattr(s, name)) for s in self._samples]
+
+    def __len__(self) -> int:
+        return len(self._samples)
+
+    def __iter__(self) -> Iterator[Sample]:
+        return iter(list(self._samples))
+
+    def __repr__(self) -> str:
+        return f"<MetricsSeries samples={len(self._samples)} maxlen={self._samples.maxlen}>"

@@ -1,0 +1,295 @@
+"""Store readings in SQLite in batches, with blocking calls kept off the event loop.
+
+`ConnectionPool` opens the database file (WAL mode) and keeps `db_connections`
+connections behind a semaphore. `StorageWriter` takes readings from the storage channel and
+cuts them into batches: by size (`batch_size`) and by age (`flush_interval` after the
+batch's first reading), and a last partial batch when the channel closes. Each batch is
+written in a worker thread (`loop.run_in_executor`) holding one connection; when every
+connection is busy the writer waits, the storage channel fills, and backpressure travels
+upstream. Inserts are idempotent: a reading is identified by `(device_id, seq)`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import sqlite3
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+from telemetry_lab.errors import ChannelClosed
+from telemetry_lab.metrics import MeteredSemaphore, SemaphoreStatistics
+from telemetry_lab.models import Reading
+from telemetry_lab.primitives import JoinSet, Receiver, on_deadline, on_recv, select
+
+__all__ = ["ConnectionPool", "StorageStatistics", "StorageWriter"]
+
+log = logging.getLogger("telemetry_lab.storage")
+
+SCHEMA = """
+CREATE TABLE IF NOT EXISTS readings (
+    device_id   INTEGER NOT NULL,
+    seq         INTEGER NOT NULL,
+    ts          REAL    NOT NULL,
+    temperature REAL    NOT NULL,
+    humidity    REAL    NOT NULL,
+    PRIMARY KEY (device_id, seq)
+);
+CREATE TABLE IF NOT EXISTS dead_letters (
+    device_id   INTEGER NOT NULL,
+    seq         INTEGER NOT NULL,
+    ts          REAL,
+    temperature REAL,
+    humidity    REAL,
+    reason      TEXT    NOT NULL,
+    failed_at   REAL    NOT NULL,
+    PRIMARY KEY (device_id, seq)
+);
+"""
+
+INSERT_READINGS = "INSERT OR IGNORE INTO readings VALUES (?, ?, ?, ?, ?)"
+
+Row = tuple[int, int, float, float, float]
+
+
+def _connect(path: Path) -> sqlite3.Connection:
+    conn = sqlite3.connect(path, check_same_thread=False, timeout=30.0)
+    conn.execute("PRAGMA journal_mode=WAL")
+    conn.execute("PRAGMA synchronous=NORMAL")
+    return conn
+
+
+def _open_all(path: Path, size: int) -> list[sqlite3.Connection]:
+    """Create the schema, empty the tables (a run starts fresh), open `size` connections."""
+    first = _connect(path)
+    try:
+        with first:
+            first.executescript(SCHEMA)
+            first.execute("DELETE FROM readings")
+            first.execute("DELETE FROM dead_letters")
+        return [first] + [_connect(path) for _ in range(size - 1)]
+    except BaseException:
+        first.close()
+        raise
+
+
+def insert_batch(conn: sqlite3.Connection, rows: Sequence[Row]) -> int:
+    """Insert `rows` in one transaction, ignoring ones already stored; return rows added.
+
+    Blocking: call it in a worker thread.
+    """
+    with conn:
+        before = conn.total_changes
+        conn.executemany(INSERT_READINGS, rows)
+        return conn.total_changes - before
+
+
+class ConnectionPool:
+    """A fixed set of SQLite connections, handed out one per batch write.
+
+    Not a general pool: a connection is used by one worker thread at a time, and the
+    semaphore (not a lock per connection) bounds how many writes run at once.
+    """
+
+    def __init__(self, path: Path, connections: list[sqlite3.Connection]) -> None:
+        self.path = path
+        self._free = connections
+        self._all = list(connections)
+        self.permits = MeteredSemaphore(len(connections))
+
+    @classmethod
+    async def open(cls, path: Path, size: int) -> ConnectionPool:
+        """Open the database at `path` with `size` connections (tables emptied).
+
+        Raises:
+            ValueError: the file cannot be opened or written (names the path and why).
+        """
+        try:
+            connections = await asyncio.to_thread(_open_all, path, size)
+        except sqlite3.Error as exc:
+            raise ValueError(f"db_path {str(path)!r} cannot be used: {exc}") from exc
+        return cls(path, connections)
+
+    async def acquire(self) -> sqlite3.Connection:
+        """Wait for a free connection and take it."""
+        await self.permits.acquire()
+        return self._free.pop()
+
+    def release(self, conn: sqlite3.Connection) -> None:
+        """Give a connection back."""
+        self._free.append(conn)
+        self.permits.release()
+
+    async def row_count(self, table: str = "readings") -> int:
+        """Count the rows of `table` ("readings" or "dead_letters")."""
+        if table not in ("readings", "dead_letters"):
+            raise ValueError(f"table must be 'readings' or 'dead_letters', got {table!r}")
+
+        def count() -> int:
+            with sqlite3.connect(self.path) as conn:
+                return int(conn.execute(f"SELECT COUNT(*) FROM {table}").fetchone()[0])
+
+        return await asyncio.to_thread(count)
+
+    async def close(self) -> None:
+        """Close every connection."""
+
+        def close_all() -> None:
+            for conn in self._all:
+                conn.close()
+
+        await asyncio.to_thread(close_all)
+
+    def statistics(self) -> SemaphoreStatistics:
+        """Return a snapshot of the pool's permits (connections in use)."""
+        return self.permits.statistics()
+
+    def __repr__(self) -> str:
+        return f"<ConnectionPool path={str(self.path)!r} {self.permits!r}>"
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class StorageStatistics:
+    """A snapshot of the storage writer."""
+
+    total_received: int
+    """Readings taken from the storage channel."""
+    total_stored: int
+    """Rows inserted into `readings`."""
+    total_duplicates: int
+    """Readings already stored (ignored by the idempotent insert)."""
+    total_dead_lettered: int
+    """Readings written to `dead_letters` instead."""
+    total_batches: int
+    """Batch writes completed."""
+    current_batch: int
+    """Readings in the batch being filled."""
+    current_writing: int
+    """Readings in batch writes still running."""
+    flushes_by_size: int
+    """Batches cut because they were full."""
+    flushes_by_age: int
+    """Batches cut because their first reading waited `flush_interval`."""
+    flushes_at_close: int
+    """Partial batches written at shutdown."""
+
+
+class StorageWriter:
+    """The storage task: batches readings and writes them through the pool.
+
+    It is not a cache: a reading is either in the batch being filled, in a write that is
+    running, or in the database; `statistics()` says how many are where.
+    """
+
+    def __init__(
+        self,
+        *,
+        rx: Receiver[Reading],
+        pool: ConnectionPool,
+        batch_size: int,
+        flush_interval: float,
+    ) -> None:
+        self._rx = rx
+        self._pool = pool
+        self._batch_size = batch_size
+        self._flush_interval = flush_interval
+        self._batch: list[Reading] = []
+        self._received = 0
+        self._stored = 0
+        self._duplicates = 0
+        self._dead_lettered = 0
+        self._batches = 0
+        self._batches_started = 0
+        self._writing = 0
+        self._flushes = {"size": 0, "age": 0, "close": 0}
+
+    async def run(self) -> None:
+        """Batch and write until the storage channel is closed and drained."""
+        loop = asyncio.get_running_loop()
+        rx, size = self._rx, self._batch_size
+        deadline = 0.0
+        async with JoinSet[None]() as writes:
+            while True:
+                if len(rx):  # fast path: readings are waiting, no need to select
+                    reading = rx.try_recv()
+                else:
+                    try:
+                        winner = await select(
+                            on_recv(rx),
+                            on_deadline(deadline, enabled=bool(self._batch)),
+                            biased=True,
+                        )
+                    except ChannelClosed:
+                        break
+                    if winner.index == 1:
+                        await self._flush(writes, "age")
+                        continue
+                    reading = winner.value
+                if not self._batch:
+                    deadline = loop.time() + self._flush_interval
+                self._batch.append(reading)
+                self._received += 1
+                if len(self._batch) >= size:
+                    await self._flush(writes, "size")
+                elif loop.time() >= deadline:
+                    await self._flush(writes, "age")
+                self._reap(writes)
+            if self._batch:
+                await self._flush(writes, "close")
+            await writes.join_all()
+
+    async def _flush(self, writes: JoinSet[None], why: str) -> None:
+        conn = await self._pool.acquire()  # every connection busy: wait (backpressure)
+        batch, self._batch = self._batch, []
+        self._batches_started += 1
+        self._flushes[why] += 1
+        self._writing += len(batch)
+        log.info("💾 Writing batch %d (%d records) to storage", self._batches_started, len(batch))
+        task = writes.spawn(self._write(conn, batch), name=f"batch-{self._batches_started}")
+        task.add_done_callback(lambda _: self._pool.release(conn))
+
+    async def _write(self, conn: sqlite3.Connection, batch: list[Reading]) -> None:
+        rows = [(r.device_id, r.seq, r.ts, r.temperature, r.humidity) for r in batch]
+        future = asyncio.get_running_loop().run_in_executor(None, insert_batch, conn, rows)
+        try:
+            inserted = await asyncio.shield(future)
+        except asyncio.CancelledError:
+            # The worker thread cannot be stopped: wait for its outcome, so the counts
+            # still match the file, then let the cancellation through.
+            await asyncio.wait([future])
+            if not future.cancelled() and future.exception() is None:
+                self._record(batch, future.result())
+            raise
+        self._record(batch, inserted)
+
+    def _record(self, batch: list[Reading], inserted: int) -> None:
+        self._writing -= len(batch)
+        self._stored += inserted
+        self._duplicates += len(batch) - inserted
+        self._batches += 1
+
+    def _reap(self, writes: JoinSet[None]) -> None:
+        while (task := writes.try_join_next()) is not None:
+            task.result()  # a failed write fails the writer: never swallow it
+
+    def statistics(self) -> StorageStatistics:
+        """Return a snapshot of the writer."""
+        return StorageStatistics(
+            total_received=self._received,
+            total_stored=self._stored,
+            total_duplicates=self._duplicates,
+            total_dead_lettered=self._dead_lettered,
+            total_batches=self._batches,
+            current_batch=len(self._batch),
+            current_writing=self._writing,
+            flushes_by_size=self._flushes["size"],
+            flushes_by_age=self._flushes["age"],
+            flushes_at_close=self._flushes["close"],
+        )
+
+    def __repr__(self) -> str:
+        return (
+            f"<StorageWriter batch={len(self._batch)} writing={self._writing} "
+            f"stored={self._stored} batches={self._batches}>"
+        )
