@@ -78,6 +78,7 @@ def main(argv: list[str] | None = None) -> int:
     handler = logging.StreamHandler(sys.stderr)
     handler.setFormatter(logging.Formatter("%(message)s"))
     logger = logging.getLogger("telemetry_lab")
+    saved = (logger.level, logger.propagate)
     logger.addHandler(handler)
     logger.setLevel(logging.WARNING if args.quiet else logging.INFO)
     logger.propagate = False
@@ -88,6 +89,7 @@ def main(argv: list[str] | None = None) -> int:
         return EXIT_USAGE
     finally:
         logger.removeHandler(handler)
+        logger.level, logger.propagate = saved
     if args.json:
         print(json.dumps(report.to_dict()))
     else:

@@ -144,6 +144,7 @@ class Gateway:
         self.pool: ConnectionPool | None = None
         self.storage: StorageWriter | None = None
         self._started_at = 0.0
+        self._stopped_at = 0.0
         self._tasks_started = 0
         self._stopped_cleanly = 0
         self._last_sample: tuple[float, int] = (0.0, 0)
@@ -162,15 +163,21 @@ class Gateway:
         Raises:
             ValueError: the database file cannot be used (before any task starts).
         """
-        self._enter(GatewayPhase.RUNNING)
         config = self.config
         loop = asyncio.get_running_loop()
+        if config.device_interval == 0 and isinstance(loop, VirtualTimeEventLoop):
+            raise ValueError(
+                "device_interval=0 (unthrottled devices) never lets a virtual clock advance; "
+                "use a positive device_interval with virtual time"
+            )
+        self._enter(GatewayPhase.RUNNING)
         wall_start = time.perf_counter()
         self._started_at = loop.time()
         try:
             self.pool = await ConnectionPool.open(config.db_path, config.db_connections)
         except BaseException:
             self._enter(GatewayPhase.STOPPED)
+            self._stopped_at = loop.time()
             raise
         self.storage = StorageWriter(
             rx=self._storage_rx,
@@ -182,9 +189,11 @@ class Gateway:
             clean = await self._run_and_drain()
         finally:
             self._enter(GatewayPhase.STOPPED)
+            self._stopped_at = loop.time()
             await self.pool.close()
-        self._sample(loop.time())
-        return self._report(clean, loop.time() - self._started_at, time.perf_counter() - wall_start)
+        self._sample(self._stopped_at)
+        loop_seconds = self._stopped_at - self._started_at
+        return self._report(clean, loop_seconds, time.perf_counter() - wall_start)
 
     async def _run_and_drain(self) -> bool:
         tasks = JoinSet[None]()
@@ -328,13 +337,15 @@ class Gateway:
 
     def statistics(self) -> GatewayStatistics:
         """Return a snapshot of every component."""
-        try:
-            elapsed = asyncio.get_running_loop().time() - self._started_at
-        except RuntimeError:
+        if self.phase is GatewayPhase.NEW:
             elapsed = 0.0
+        elif self.phase is GatewayPhase.STOPPED:
+            elapsed = self._stopped_at - self._started_at
+        else:
+            elapsed = asyncio.get_running_loop().time() - self._started_at
         return GatewayStatistics(
             phase=self.phase,
-            elapsed=elapsed if self.phase is not GatewayPhase.NEW else 0.0,
+            elapsed=elapsed,
             telemetry=self._telemetry_rx.statistics(),
             storage_channel=self._storage_rx.statistics(),
             updates=self._updates_tx.statistics(),

@@ -12,6 +12,7 @@ upstream. Inserts are idempotent: a reading is identified by `(device_id, seq)`.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import sqlite3
 from collections.abc import Sequence
@@ -127,7 +128,7 @@ class ConnectionPool:
             raise ValueError(f"table must be 'readings' or 'dead_letters', got {table!r}")
 
         def count() -> int:
-            with sqlite3.connect(self.path) as conn:
+            with contextlib.closing(sqlite3.connect(self.path)) as conn:
                 return int(conn.execute(f"SELECT COUNT(*) FROM {table}").fetchone()[0])
 
         return await asyncio.to_thread(count)

@@ -7,9 +7,14 @@ takes time only from the loop (`asyncio.sleep`, `loop.call_later`, `asyncio.time
 `loop.time()`) therefore behaves exactly as in real time, event for event, but a 10-second
 run finishes in milliseconds, and the same inputs give the same outputs.
 
-Blocking work sent to threads (`asyncio.to_thread`, `loop.run_in_executor`) is counted;
-while any is in flight the loop waits for it in real time and the virtual clock stands
-still, so the clock never races ahead of a database write.
+Blocking work sent to threads (`asyncio.to_thread`, `loop.run_in_executor`) is counted
+from submission until the thread has finished *and* its result has reached the loop (or
+the job was abandoned before it started); while any is in flight the loop waits for it in
+real time and the virtual clock stands still, so the clock never races ahead of a
+database write, not even one whose awaiter was cancelled.
+
+Timers due at the same instant run in the order they were scheduled (asyncio's own heap
+does not promise that, and on a virtual clock equal deadlines are common).
 
     with asyncio.Runner(loop_factory=VirtualTimeEventLoop) as runner:
         runner.run(main())
@@ -22,7 +27,12 @@ from __future__ import annotations
 
 import asyncio
 import concurrent.futures
+import contextlib
+import contextvars
+import heapq
+import itertools
 import selectors
+import threading
 from collections.abc import Callable, Mapping
 from typing import Any, TypeVar, TypeVarTuple, Unpack
 
@@ -30,6 +40,34 @@ __all__ = ["VirtualTimeEventLoop"]
 
 T = TypeVar("T")
 Ts = TypeVarTuple("Ts")
+
+
+class _SequencedTimerHandle(asyncio.TimerHandle):
+    """A timer that breaks ties on its deadline by scheduling order."""
+
+    __slots__ = ("_sequence",)
+
+    def __init__(self, sequence: int, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self._sequence = sequence
+
+    def __lt__(self, other: asyncio.TimerHandle) -> bool:
+        if isinstance(other, _SequencedTimerHandle) and self.when() == other.when():
+            return self._sequence < other._sequence
+        return super().__lt__(other)
+
+
+class _ThreadJob:
+    """Bookkeeping of one executor job: in flight until thread and future are both done."""
+
+    __slots__ = ("abandoned", "future_done", "lock", "started", "thread_done")
+
+    def __init__(self) -> None:
+        self.lock = threading.Lock()
+        self.started = False
+        self.abandoned = False
+        self.thread_done = False
+        self.future_done = False
 
 
 class _VirtualSelector(selectors.BaseSelector):
@@ -82,11 +120,28 @@ class VirtualTimeEventLoop(asyncio.SelectorEventLoop):
     def __init__(self, start: float = 0.0) -> None:
         self._now = start
         self._threads_in_flight = 0
+        self._timer_sequence = itertools.count()
         super().__init__(_VirtualSelector(self, selectors.DefaultSelector()))
 
     def time(self) -> float:
         """Return the virtual clock's reading."""
         return self._now
+
+    def call_at(
+        self,
+        when: float,
+        callback: Callable[[Unpack[Ts]], object],
+        *args: *Ts,
+        context: contextvars.Context | None = None,
+    ) -> asyncio.TimerHandle:
+        """Schedule `callback` at loop time `when`; equal deadlines keep their order."""
+        self._check_closed()  # type: ignore[attr-defined]
+        timer = _SequencedTimerHandle(
+            next(self._timer_sequence), when, callback, args, self, context
+        )
+        heapq.heappush(self._scheduled, timer)  # type: ignore[attr-defined]
+        timer._scheduled = True  # type: ignore[attr-defined]
+        return timer
 
     def run_in_executor(
         self,
@@ -95,13 +150,37 @@ class VirtualTimeEventLoop(asyncio.SelectorEventLoop):
         *args: *Ts,
     ) -> asyncio.Future[T]:
         """Run `func` in a worker thread, keeping the clock still until it finishes."""
-        future = super().run_in_executor(executor, func, *args)
-        self._threads_in_flight += 1
-        future.add_done_callback(self._thread_finished)
-        return future
+        job = _ThreadJob()
 
-    def _thread_finished(self, _: asyncio.Future[Any]) -> None:
-        self._threads_in_flight -= 1
+        def finish(part: str) -> None:  # on the loop thread
+            setattr(job, part, True)
+            if job.thread_done and job.future_done:
+                self._threads_in_flight -= 1
+
+        def in_thread() -> T:
+            with job.lock:
+                if job.abandoned:
+                    raise asyncio.CancelledError  # cancelled before it started: skip it
+                job.started = True
+            try:
+                return func(*args)
+            finally:
+                # RuntimeError: the loop is closed, and nobody is counting any more.
+                with contextlib.suppress(RuntimeError):
+                    self.call_soon_threadsafe(finish, "thread_done")
+
+        def on_future_done(_: asyncio.Future[T]) -> None:
+            with job.lock:
+                if not job.started:
+                    job.abandoned = True
+                    self._threads_in_flight -= 1
+                    return
+            finish("future_done")
+
+        future = super().run_in_executor(executor, in_thread)
+        self._threads_in_flight += 1
+        future.add_done_callback(on_future_done)
+        return future
 
     def __repr__(self) -> str:
         return (

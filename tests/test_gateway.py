@@ -1,0 +1,291 @@
+"""The whole gateway, end to end, on the virtual clock (and once in real time)."""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import logging
+import sqlite3
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from telemetry_lab import (
+    Gateway,
+    GatewayConfig,
+    GatewayPhase,
+    LoopAlreadyRunning,
+    Report,
+    VirtualTimeEventLoop,
+    run,
+    run_gateway,
+    start,
+)
+
+
+def rows(path: Path) -> list[tuple[Any, ...]]:
+    with sqlite3.connect(path) as conn:
+        return conn.execute("SELECT * FROM readings ORDER BY device_id, seq").fetchall()
+
+
+def comparable(report: Report) -> dict[str, Any]:
+    out = report.to_dict()
+    del out["wall_seconds"], out["db_path"]
+    return out
+
+
+def run_virtual(coro_factory: Any) -> Any:
+    with asyncio.Runner(loop_factory=VirtualTimeEventLoop) as runner:
+        return runner.run(coro_factory())
+
+
+def test_default_run_reproduces_the_seed(tmp_path: Path) -> None:
+    db = tmp_path / "t.db"
+    report = run(GatewayConfig(db_path=db), virtual_time=True)
+    assert (report.devices, report.clients) == (7, 4)
+    assert (report.tasks_started, report.tasks_stopped_cleanly) == (13, 13)
+    assert 30 <= report.produced <= 55  # the seed: "about 40 readings"
+    assert 4 <= report.batches <= 6  # the seed: "5 storage batches"
+    assert report.batches == -(-report.produced // 10)  # full batches of 10 + the last
+    assert (report.lost, report.in_flight, report.rejected, report.dead_lettered) == (0, 0, 0, 0)
+    assert report.balanced
+    assert report.clean_shutdown
+    assert report.ok
+    assert report.stored == report.produced == len(rows(db))
+    assert report.updates_sent == report.produced
+    assert report.updates_delivered == 4 * report.produced
+    assert report.updates_lagged == 0
+    assert [c.received for c in report.client_summaries] == [report.produced] * 4
+    assert report.loop_seconds == pytest.approx(10.0)
+
+
+def test_default_seed_gives_the_documented_figures(tmp_path: Path) -> None:
+    """The README quotes these numbers for seed 42; keep them honest."""
+    report = run(GatewayConfig(db_path=tmp_path / "t.db"), virtual_time=True)
+    assert (report.produced, report.stored, report.batches) == (45, 45, 5)
+
+
+def test_same_seed_gives_the_same_report_and_rows(tmp_path: Path) -> None:
+    a, b = tmp_path / "a.db", tmp_path / "b.db"
+    first = run(GatewayConfig(db_path=a, seed=7), virtual_time=True)
+    second = run(GatewayConfig(db_path=b, seed=7), virtual_time=True)
+    assert comparable(first) == comparable(second)
+    assert rows(a) == rows(b)
+    assert len(rows(a)) == first.stored
+
+
+def test_different_seeds_differ(tmp_path: Path) -> None:
+    a, b = tmp_path / "a.db", tmp_path / "b.db"
+    run(GatewayConfig(db_path=a, seed=1), virtual_time=True)
+    run(GatewayConfig(db_path=b, seed=2), virtual_time=True)
+    assert rows(a) != rows(b)
+
+
+def test_rows_are_the_readings_with_per_device_gapless_sequences(tmp_path: Path) -> None:
+    db = tmp_path / "t.db"
+    report = run(GatewayConfig(db_path=db, duration=30.0), virtual_time=True)
+    table = rows(db)
+    assert len(table) == report.stored
+    by_device: dict[int, list[int]] = {}
+    for device_id, seq, ts, temperature, humidity in table:
+        by_device.setdefault(device_id, []).append(seq)
+        assert 0.0 < ts <= 30.0
+        assert -30.0 <= temperature <= 60.0
+        assert 0.0 <= humidity <= 100.0
+    assert sorted(by_device) == list(range(1, 8))
+    for seqs in by_device.values():
+        assert seqs == list(range(len(seqs)))
+
+
+def test_a_second_run_on_the_same_file_starts_fresh(tmp_path: Path) -> None:
+    db = tmp_path / "t.db"
+    run(GatewayConfig(db_path=db, seed=1), virtual_time=True)
+    report = run(GatewayConfig(db_path=db, seed=2, duration=5.0), virtual_time=True)
+    assert len(rows(db)) == report.stored
+
+
+def test_backpressure_under_fast_devices_loses_nothing(tmp_path: Path) -> None:
+    db = tmp_path / "t.db"
+    config = GatewayConfig(
+        db_path=db, device_interval=0.001, duration=0.5, telemetry_capacity=5, storage_capacity=2
+    )
+    gateway = Gateway(config)
+    report = run_virtual(gateway.run)
+    assert report.produced > 1000
+    assert report.ok
+    assert report.stored == len(rows(db)) == report.produced
+    stats = gateway.statistics()
+    assert stats.telemetry.total_sent == stats.storage_channel.total_sent == report.produced
+    assert stats.bandwidth.max_in_use <= 3
+    assert stats.elapsed == pytest.approx(report.loop_seconds)
+
+
+def test_unthrottled_devices_are_refused_on_the_virtual_clock(tmp_path: Path) -> None:
+    config = GatewayConfig(db_path=tmp_path / "t.db", device_interval=0)
+    with pytest.raises(ValueError, match=r"^device_interval=0 \(unthrottled devices\) never"):
+        run(config, virtual_time=True)
+
+
+def test_zero_clients_and_one_device(tmp_path: Path) -> None:
+    report = run(GatewayConfig(db_path=tmp_path / "t.db", devices=1, clients=0), virtual_time=True)
+    assert (report.tasks_started, report.tasks_stopped_cleanly) == (3, 3)
+    assert report.updates_sent == 0
+    assert report.updates_delivered == 0
+    assert report.ok
+
+
+def test_the_log_reads_like_the_seed(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    caplog.set_level(logging.INFO, logger="telemetry_lab")
+    run(GatewayConfig(db_path=tmp_path / "t.db"), virtual_time=True)
+    text = caplog.text
+    assert "🚀 Starting Telemetry Gateway" in text
+    for expected in (
+        r"📱 Device \d sent: temp=-?\d+\.\d°C, humidity=\d+\.\d%",
+        r"🔄 Aggregator processed telemetry from device \d",
+        r"📡 Broadcasted update to 4 clients",
+        r"👤 Client \d received update: \d devices active, avg temps: -?\d+\.\d°C",
+        r"💾 Writing batch 1 \(10 records\) to storage",
+    ):
+        assert any(__import__("re").search(expected, r.getMessage()) for r in caplog.records), (
+            expected
+        )
+
+
+def test_statistics_and_series_track_the_run(tmp_path: Path) -> None:
+    config = GatewayConfig(db_path=tmp_path / "t.db", sample_interval=0.5)
+    gateway = Gateway(config)
+    before = gateway.statistics()
+    assert before.phase is GatewayPhase.NEW
+    assert (before.storage, before.db_pool, before.elapsed) == (None, None, 0.0)
+    seen: list[GatewayPhase] = []
+
+    async def main() -> Report:
+        task = asyncio.create_task(gateway.run())
+        await asyncio.sleep(5.0)
+        mid = gateway.statistics()
+        seen.append(mid.phase)
+        assert mid.elapsed == pytest.approx(5.0)
+        assert 0 < mid.aggregator.total_received == mid.telemetry.total_received
+        return await task
+
+    report = run_virtual(main)
+    assert seen == [GatewayPhase.RUNNING]
+    assert gateway.phase is GatewayPhase.STOPPED
+    samples = list(gateway.series)
+    assert len(samples) == 10 / 0.5 + 2  # t = 0, 0.5, ..., 10, and one after the drain
+    assert [s.t for s in samples[:-1]] == pytest.approx([i * 0.5 for i in range(21)])
+    assert samples[-1].stored == report.stored
+    assert gateway.series.column("produced")[-1] == report.produced
+    assert all(len(s.client_received) == 4 for s in samples)
+    assert [s.stored for s in samples] == sorted(s.stored for s in samples)
+
+
+def test_a_gateway_runs_once(tmp_path: Path) -> None:
+    gateway = Gateway(GatewayConfig(db_path=tmp_path / "t.db", duration=1.0))
+    run_virtual(gateway.run)
+    with pytest.raises(RuntimeError, match=r"cannot go from STOPPED to RUNNING$"):
+        run_virtual(gateway.run)
+
+
+def test_cancelling_start_drains_and_still_returns_the_report(tmp_path: Path) -> None:
+    db = tmp_path / "t.db"
+
+    async def main() -> Report:
+        task = start(GatewayConfig(db_path=db, duration=60.0))
+        await asyncio.sleep(3.0)
+        task.cancel()
+        report = await task
+        assert not task.cancelled()
+        return report
+
+    report = run_virtual(main)
+    assert report.loop_seconds == pytest.approx(3.0)
+    assert report.clean_shutdown
+    assert report.ok
+    assert report.produced > 0
+    assert report.stored == report.produced == len(rows(db))
+    assert report.tasks_stopped_cleanly == 13
+
+
+def test_a_second_cancel_during_the_drain_aborts_and_propagates(tmp_path: Path) -> None:
+    async def main() -> None:
+        task = start(GatewayConfig(db_path=tmp_path / "t.db", duration=60.0))
+        await asyncio.sleep(1.0)
+        task.cancel()
+        await asyncio.sleep(0)  # the gateway starts draining
+        await asyncio.sleep(0)
+        task.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await task
+
+    run_virtual(main)
+
+
+def test_an_unusable_database_fails_before_any_task_starts(tmp_path: Path) -> None:
+    gateway = Gateway(GatewayConfig(db_path=tmp_path / "missing" / "t.db"))
+    with pytest.raises(ValueError, match=r"^db_path '.*missing/t\.db' cannot be used: "):
+        run_virtual(gateway.run)
+    assert gateway.phase is GatewayPhase.STOPPED
+    assert all(d.total_sent == 0 for d in gateway.statistics().devices)
+
+
+async def test_run_inside_a_running_loop_says_to_await(tmp_path: Path) -> None:
+    config = GatewayConfig(db_path=tmp_path / "t.db")
+    with pytest.raises(LoopAlreadyRunning, match=r"use `report = await run_gateway\(config\)`"):
+        run(config)
+    with pytest.raises(LoopAlreadyRunning, match=r"instead$"):
+        run(config, virtual_time=True)
+
+
+def test_run_nested_with_opt_in_uses_nest_asyncio2(tmp_path: Path) -> None:
+    # nest_asyncio2 patches the running loop; keep it out of this process.
+    script = textwrap.dedent(
+        f"""
+        import asyncio
+        from telemetry_lab import GatewayConfig, run
+
+        async def main():
+            return run(GatewayConfig(db_path={str(tmp_path / "n.db")!r}, duration=0.2,
+                                     device_interval=0.05), allow_nested=True)
+
+        report = asyncio.run(main())
+        assert report.ok and report.produced > 0, report
+        print("nested ok", report.produced == report.stored)
+        """
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", script], capture_output=True, text=True, timeout=60, check=False
+    )
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip() == "nested ok True"
+
+
+@pytest.mark.async_timeout(20)
+async def test_a_short_real_time_run(tmp_path: Path) -> None:
+    db = tmp_path / "t.db"
+    config = GatewayConfig(db_path=db, duration=0.3, device_interval=0.02, flush_interval=0.05)
+    report = await run_gateway(config)
+    assert report.ok
+    assert report.loop_seconds >= 0.3
+    assert report.stored == report.produced == len(rows(db)) > 0
+
+
+def test_report_is_frozen_and_serialises(tmp_path: Path) -> None:
+    import json
+
+    report = run(GatewayConfig(db_path=tmp_path / "t.db", duration=2.0), virtual_time=True)
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        report.produced = 0  # type: ignore[misc]
+    data = json.loads(json.dumps(report.to_dict()))
+    for field in (
+        "produced", "stored", "rejected", "dead_lettered", "in_flight", "lost", "batches",
+        "clients", "updates_delivered", "updates_lagged", "device_restarts", "tasks_started",
+        "tasks_stopped_cleanly", "wall_seconds",
+    ):  # fmt: skip
+        assert field in data, field
+    assert data["ok"] is True
+    assert "Zero data loss" in report.summary_table()
