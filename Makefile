@@ -35,6 +35,7 @@ demo: $(STAMP)
 
 bench: $(STAMP)
 	$(BIN)/python bench/primitives.py
+	$(BIN)/python bench/gateway.py
 
 lab: $(STAMP)
 	$(BIN)/jupyter lab notebooks/

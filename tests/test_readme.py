@@ -18,6 +18,16 @@ def test_readme_has_a_python_example() -> None:
     assert python_blocks()
 
 
+def test_illustrative_blocks_at_least_compile() -> None:
+    """Blocks fenced `python notest` use top-level await (Jupyter style): compile them."""
+    import ast
+
+    blocks = re.findall(r"```python notest\n(.*?)```", README.read_text(encoding="utf-8"), re.S)
+    assert blocks
+    for block in blocks:
+        compile(block, str(README), "exec", flags=ast.PyCF_ALLOW_TOP_LEVEL_AWAIT)
+
+
 def test_readme_example_runs(capsys: pytest.CaptureFixture[str]) -> None:
     for block in python_blocks():
         exec(compile(block, str(README), "exec"), {"__name__": "__readme__"})
