@@ -14,10 +14,13 @@ from telemetry_lab.errors import (
     ChannelEmpty,
     ChannelError,
     ChannelFull,
+    DeviceCrashed,
     Lagged,
     LoopAlreadyRunning,
     NoReceivers,
+    StorageError,
     TelemetryLabError,
+    TransientStorageError,
 )
 from telemetry_lab.gateway import Gateway, GatewayPhase, GatewayStatistics, run, run_gateway, start
 from telemetry_lab.models import ClientSummary, Reading, Report, StateUpdate, SystemState
@@ -69,6 +72,7 @@ __all__ = [
     "ChannelFull",
     "ChannelStatistics",
     "ClientSummary",
+    "DeviceCrashed",
     "Gateway",
     "GatewayConfig",
     "GatewayPhase",
@@ -87,8 +91,10 @@ __all__ = [
     "Selected",
     "Sender",
     "StateUpdate",
+    "StorageError",
     "SystemState",
     "TelemetryLabError",
+    "TransientStorageError",
     "VirtualTimeEventLoop",
     "WatchReceiver",
     "WatchSender",

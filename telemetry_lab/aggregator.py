@@ -1,7 +1,8 @@
 """Aggregate readings: running averages, forward to storage, fan out to clients.
 
 The aggregator is the hub of the gateway. For every reading from the telemetry channel it
-updates the device's running averages, broadcasts a `StateUpdate` to the live clients
+first validates it (a malformed reading is rejected, counted by reason, and goes nowhere
+else), then updates the device's running averages, broadcasts a `StateUpdate` to the live clients
 (never waiting: a slow client lags instead), publishes the new `SystemState` through a
 watch channel, and forwards the reading to storage (waiting when storage is behind: that
 wait travels back to the devices as backpressure). When every device has closed its
@@ -15,6 +16,7 @@ import logging
 from dataclasses import dataclass
 
 from telemetry_lab.errors import NoReceivers
+from telemetry_lab.faults import validate_reading
 from telemetry_lab.models import Reading, StateUpdate, SystemState
 from telemetry_lab.primitives import BroadcastSender, Receiver, Sender, WatchSender
 
@@ -33,6 +35,8 @@ class AggregatorStatistics:
     """Readings accepted by the storage channel."""
     total_rejected: int
     """Readings refused by validation."""
+    rejected_reasons: tuple[tuple[str, int], ...]
+    """Rejections counted per reason, sorted by reason."""
     total_updates: int
     """State updates broadcast."""
     total_updates_unheard: int
@@ -65,6 +69,7 @@ class Aggregator:
         self._received = 0
         self._forwarded = 0
         self._rejected = 0
+        self._reasons: dict[str, int] = {}
         self._updates = 0
         self._unheard = 0
         self._holding = 0
@@ -92,6 +97,14 @@ class Aggregator:
         with self._storage_tx, self._updates_tx, self._state_tx:
             async for reading in self._rx:
                 self._received += 1
+                problem = validate_reading(reading)
+                if problem is not None:
+                    self._rejected += 1
+                    self._reasons[problem] = self._reasons.get(problem, 0) + 1
+                    log.warning(
+                        "🚫 Rejected reading %d/%d: %s", reading.device_id, reading.seq, problem
+                    )
+                    continue
                 self._holding = 1
                 self._update_averages(reading)
                 active = len(self._devices)
@@ -135,6 +148,7 @@ class Aggregator:
             total_received=self._received,
             total_forwarded=self._forwarded,
             total_rejected=self._rejected,
+            rejected_reasons=tuple(sorted(self._reasons.items())),
             total_updates=self._updates,
             total_updates_unheard=self._unheard,
             current_holding=self._holding,

@@ -73,6 +73,26 @@ class GatewayConfig:
     sample_interval: float = 0.25
     """Seconds between two samples of the metrics time series."""
 
+    # Fault knobs: each one switches on something that goes wrong in production.
+    storage_failure_rate: float = 0.0
+    """Probability that one batch write attempt fails transiently (0..1)."""
+    storage_outage: tuple[float, float] | None = None
+    """`(start, end)` seconds into the run during which every write attempt fails."""
+    storage_latency: float = 0.0
+    """Seconds added to every write attempt (a slow database)."""
+    client_delays: tuple[float, ...] = ()
+    """Seconds each client spends per update, by client; missing entries mean 0."""
+    malformed_rate: float = 0.0
+    """Fraction of readings that are malformed (NaN, infinite, impossible, wrong type)."""
+    device_crash_rate: float = 0.0
+    """Probability, per reading, that a device task crashes (and is restarted)."""
+    retry_initial: float = 0.1
+    """First retry delay cap of the storage retry policy (exponential, full jitter)."""
+    retry_max_interval: float = 2.0
+    """Largest retry delay cap."""
+    retry_max_elapsed: float = 10.0
+    """Retry budget per batch in seconds; past it the batch is dead-lettered."""
+
     def __post_init__(self) -> None:
         _check_int("devices", self.devices, 1, 10_000)
         _check_int("clients", self.clients, 0, 10_000)
@@ -92,6 +112,70 @@ class GatewayConfig:
         if not isinstance(path, str | os.PathLike) or str(path) in ("", ":memory:"):
             raise ValueError(f"db_path must be a file path (str or Path), got {path!r}")
         object.__setattr__(self, "db_path", Path(path))
+        _check_float("storage_failure_rate", self.storage_failure_rate, 0, 1, open_low=False)
+        self._check_outage()
+        _check_float("storage_latency", self.storage_latency, 0, 60, open_low=False)
+        self._check_client_delays()
+        _check_float("malformed_rate", self.malformed_rate, 0, 1, open_low=False)
+        _check_float("device_crash_rate", self.device_crash_rate, 0, 1, open_low=False)
+        _check_float("retry_initial", self.retry_initial, 0, 60, open_low=True)
+        _check_float("retry_max_interval", self.retry_max_interval, 0, 3_600, open_low=True)
+        if self.retry_max_interval < self.retry_initial:
+            raise ValueError(
+                f"retry_max_interval must be >= retry_initial ({self.retry_initial!r}), "
+                f"got {self.retry_max_interval!r}"
+            )
+        _check_float("retry_max_elapsed", self.retry_max_elapsed, 0, 86_400, open_low=False)
+
+    def _check_outage(self) -> None:
+        outage = self.storage_outage
+        if outage is None:
+            return
+        allowed = "None or (start, end) seconds with 0 <= start < end <= 86400"
+        if not isinstance(outage, tuple | list) or len(outage) != 2:
+            raise ValueError(f"storage_outage must be {allowed}, got {outage!r}")
+        start, end = outage
+        for value in outage:
+            if (
+                isinstance(value, bool)
+                or not isinstance(value, int | float)
+                or not math.isfinite(value)
+            ):
+                raise ValueError(f"storage_outage must be {allowed}, got {outage!r}")
+        if not 0 <= start < end <= 86_400:
+            raise ValueError(f"storage_outage must be {allowed}, got {outage!r}")
+        object.__setattr__(self, "storage_outage", (float(start), float(end)))
+
+    def _check_client_delays(self) -> None:
+        delays = self.client_delays
+        if not isinstance(delays, tuple | list):
+            raise ValueError(
+                f"client_delays must be a tuple of seconds, one per client, got {delays!r}"
+            )
+        if len(delays) > self.clients:
+            raise ValueError(
+                f"client_delays has {len(delays)} entries but clients is {self.clients}"
+            )
+        for i, delay in enumerate(delays):
+            _check_float(f"client_delays[{i}]", delay, 0, 60, open_low=False)
+        object.__setattr__(self, "client_delays", tuple(float(d) for d in delays))
+
+    def client_delay(self, client_id: int) -> float:
+        """Return the processing delay of the 1-based client `client_id` (0 if unset)."""
+        index = client_id - 1
+        return self.client_delays[index] if index < len(self.client_delays) else 0.0
+
+    @property
+    def faults_enabled(self) -> bool:
+        """Whether any fault knob is switched on."""
+        return bool(
+            self.storage_failure_rate
+            or self.storage_outage
+            or self.storage_latency
+            or any(self.client_delays)
+            or self.malformed_rate
+            or self.device_crash_rate
+        )
 
     def replace(self, **changes: Any) -> GatewayConfig:
         """Return a copy with `changes` applied (validated like a new config)."""
@@ -102,5 +186,9 @@ class GatewayConfig:
         out: dict[str, Any] = {}
         for f in fields(self):
             value = getattr(self, f.name)
-            out[f.name] = str(value) if isinstance(value, Path) else value
+            if isinstance(value, Path):
+                value = str(value)
+            elif isinstance(value, tuple):
+                value = list(value)
+            out[f.name] = value
         return out

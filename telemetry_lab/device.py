@@ -5,6 +5,10 @@ bandwidth semaphore for a permit, and sends the reading into the bounded telemet
 When the channel is full the send waits: that wait *is* backpressure, and it is counted.
 It stops when the shutdown watch turns True, and closes its sender so the aggregator can
 tell when every device is done.
+
+Two fault knobs live here: `malformed_rate` garbles a reading (the aggregator must reject
+it) and `crash_rate` makes the device task raise `DeviceCrashed` (its supervisor restarts
+it; the sequence numbers carry on, so no `(device_id, seq)` is ever reused).
 """
 
 from __future__ import annotations
@@ -14,6 +18,8 @@ import logging
 import random
 from dataclasses import dataclass
 
+from telemetry_lab.errors import DeviceCrashed
+from telemetry_lab.faults import malform
 from telemetry_lab.metrics import MeteredSemaphore
 from telemetry_lab.models import Reading
 from telemetry_lab.primitives import Sender, WatchReceiver, on_changed, on_timeout, select
@@ -31,6 +37,8 @@ class DeviceStatistics:
     """1-based device number."""
     total_sent: int
     """Readings accepted into the telemetry channel."""
+    total_malformed: int
+    """Readings this device garbled on purpose (the `malformed_rate` fault)."""
     next_seq: int
     """Sequence number of the next reading."""
     temperature: float
@@ -55,6 +63,8 @@ class Device:
         tx: Sender[Reading],
         bandwidth: MeteredSemaphore,
         shutdown: WatchReceiver[bool],
+        malformed_rate: float = 0.0,
+        crash_rate: float = 0.0,
     ) -> None:
         self.device_id = device_id
         self._rng = random.Random(f"{seed}:device:{device_id}")
@@ -62,8 +72,11 @@ class Device:
         self._tx = tx
         self._bandwidth = bandwidth
         self._shutdown = shutdown
+        self._malformed_rate = malformed_rate
+        self._crash_rate = crash_rate
         self._seq = 0
         self._sent = 0
+        self._malformed = 0
         self._temperature = 20.0 + self._rng.gauss(0.0, 2.0)
         self._humidity = 55.0 + self._rng.gauss(0.0, 5.0)
 
@@ -82,15 +95,14 @@ class Device:
         self._seq += 1
         return reading
 
-    async def _wait_or_shutdown(self) -> bool:
-        """Sleep one jittered interval; return True if shutdown was signalled instead."""
+    async def wait_or_shutdown(self, seconds: float) -> bool:
+        """Sleep `seconds` unless shutdown comes first; return True if it did."""
         if self._shutdown.borrow():
             return True
-        if self._interval == 0:
+        if seconds == 0:
             await asyncio.sleep(0)  # unthrottled: still let others run between readings
             return False
-        gap = self._interval * self._rng.uniform(0.5, 1.5)
-        winner = await select(on_changed(self._shutdown), on_timeout(gap), biased=True)
+        winner = await select(on_changed(self._shutdown), on_timeout(seconds), biased=True)
         return winner.index == 0 and bool(winner.value)
 
     async def run(self) -> None:
@@ -98,17 +110,23 @@ class Device:
         loop = asyncio.get_running_loop()
         tx, bandwidth = self._tx, self._bandwidth
         verbose = log.isEnabledFor(logging.INFO)
-        while not await self._wait_or_shutdown():
+        rng = self._rng
+        while not await self.wait_or_shutdown(self._interval * rng.uniform(0.5, 1.5)):
+            if self._crash_rate and rng.random() < self._crash_rate:
+                raise DeviceCrashed(f"device {self.device_id} crashed (simulated)")
             reading = self.next_reading(loop.time())
+            if self._malformed_rate and rng.random() < self._malformed_rate:
+                reading = malform(reading, rng)
+                self._malformed += 1
             async with bandwidth:
                 await tx.send(reading)
             self._sent += 1
             if verbose:
                 log.info(
-                    "📱 Device %d sent: temp=%.1f°C, humidity=%.1f%%",
+                    "📱 Device %d sent: temp=%s°C, humidity=%s%%",
                     self.device_id,
-                    reading.temperature,
-                    reading.humidity,
+                    _show(reading.temperature),
+                    _show(reading.humidity),
                 )
 
     def close(self) -> None:
@@ -121,6 +139,7 @@ class Device:
         return DeviceStatistics(
             device_id=self.device_id,
             total_sent=self._sent,
+            total_malformed=self._malformed,
             next_seq=self._seq,
             temperature=self._temperature,
             humidity=self._humidity,
@@ -128,3 +147,8 @@ class Device:
 
     def __repr__(self) -> str:
         return f"<Device {self.device_id} sent={self._sent} next_seq={self._seq}>"
+
+
+def _show(value: object) -> str:
+    """Format a reading's value for the log, whatever a faulty device put there."""
+    return f"{value:.1f}" if isinstance(value, float) else repr(value)

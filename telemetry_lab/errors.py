@@ -10,6 +10,10 @@ The exception tree::
         ├── Lagged           a broadcast receiver fell behind; `.skipped` values overwritten
         └── NoReceivers      a send found nobody listening; `.value`: unsent value
     LoopAlreadyRunning       (also a RuntimeError) a blocking call inside a running loop
+    StorageError             a batch could not be written
+    └── TransientStorageError  a write failed but may succeed if retried; `.inserted` rows
+                               were committed before the failure was reported
+    DeviceCrashed            a (simulated) device failure; its supervisor restarts it
 
 Errors are named by what happened, not by who noticed. A send that fails always hands the
 value back on the exception, so nothing a caller owned is lost by an error.
@@ -22,10 +26,13 @@ __all__ = [
     "ChannelEmpty",
     "ChannelError",
     "ChannelFull",
+    "DeviceCrashed",
     "Lagged",
     "LoopAlreadyRunning",
     "NoReceivers",
+    "StorageError",
     "TelemetryLabError",
+    "TransientStorageError",
 ]
 
 
@@ -89,3 +96,24 @@ class LoopAlreadyRunning(TelemetryLabError, RuntimeError):
 
     In Jupyter a loop is always running: `await` the async API instead.
     """
+
+
+class StorageError(TelemetryLabError):
+    """A batch of readings could not be written to the database."""
+
+
+class TransientStorageError(StorageError):
+    """A write failed in a way that may succeed if retried.
+
+    `.inserted` counts rows that *were* committed before the failure was reported (a lost
+    acknowledgement): the retry must be idempotent, and the ledger must count them.
+    """
+
+    def __init__(self, reason: str, *, inserted: int = 0) -> None:
+        super().__init__(reason)
+        self.reason = reason
+        self.inserted = inserted
+
+
+class DeviceCrashed(TelemetryLabError):
+    """A device task failed (a simulated crash); its supervisor restarts it."""

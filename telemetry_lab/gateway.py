@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import random
 import time
 from dataclasses import dataclass
 from enum import Enum
@@ -29,7 +30,8 @@ from telemetry_lab.aggregator import Aggregator, AggregatorStatistics
 from telemetry_lab.client import Client, ClientStatistics
 from telemetry_lab.config import GatewayConfig
 from telemetry_lab.device import Device, DeviceStatistics
-from telemetry_lab.errors import LoopAlreadyRunning
+from telemetry_lab.errors import ChannelError, LoopAlreadyRunning
+from telemetry_lab.faults import StorageFaults
 from telemetry_lab.metrics import MeteredSemaphore, MetricsSeries, Sample, SemaphoreStatistics
 from telemetry_lab.models import Reading, Report, StateUpdate, SystemState
 from telemetry_lab.primitives import (
@@ -40,7 +42,7 @@ from telemetry_lab.primitives import (
     channel,
     watch,
 )
-from telemetry_lab.storage import ConnectionPool, StorageStatistics, StorageWriter
+from telemetry_lab.storage import ConnectionPool, RetryPolicy, StorageStatistics, StorageWriter
 from telemetry_lab.virtual_time import VirtualTimeEventLoop
 
 __all__ = [
@@ -53,6 +55,11 @@ __all__ = [
 ]
 
 log = logging.getLogger("telemetry_lab.gateway")
+
+RESTART_INITIAL = 0.1
+"""First delay before a crashed device is restarted (seconds); doubles per crash."""
+RESTART_MAX = 2.0
+"""Longest delay before a restart."""
 
 
 class GatewayPhase(Enum):
@@ -125,6 +132,8 @@ class Gateway:
                 tx=self._telemetry_tx.clone(),
                 bandwidth=self.bandwidth,
                 shutdown=shutdown_rx.clone(),
+                malformed_rate=config.malformed_rate,
+                crash_rate=config.device_crash_rate,
             )
             for i in range(1, config.devices + 1)
         ]
@@ -134,7 +143,9 @@ class Gateway:
         if not config.clients:
             first_rx.close()
             receivers = []
-        self.clients = [Client(i, rx) for i, rx in enumerate(receivers, start=1)]
+        self.clients = [
+            Client(i, rx, delay=config.client_delay(i)) for i, rx in enumerate(receivers, start=1)
+        ]
         self.aggregator = Aggregator(
             rx=self._telemetry_rx,
             storage_tx=self._storage_tx,
@@ -147,6 +158,7 @@ class Gateway:
         self._stopped_at = 0.0
         self._tasks_started = 0
         self._stopped_cleanly = 0
+        self._restarts = 0
         self._last_sample: tuple[float, int] = (0.0, 0)
 
     def _enter(self, phase: GatewayPhase) -> None:
@@ -184,6 +196,18 @@ class Gateway:
             pool=self.pool,
             batch_size=config.batch_size,
             flush_interval=config.flush_interval,
+            retry=RetryPolicy(
+                initial=config.retry_initial,
+                max_interval=config.retry_max_interval,
+                max_elapsed=config.retry_max_elapsed,
+            ),
+            faults=StorageFaults(
+                failure_rate=config.storage_failure_rate,
+                outage=config.storage_outage,
+                rng=random.Random(f"{config.seed}:storage-faults"),
+            ),
+            latency=config.storage_latency,
+            rng=random.Random(f"{config.seed}:storage-retry"),
         )
         try:
             clean = await self._run_and_drain()
@@ -222,8 +246,24 @@ class Gateway:
             raise
 
     async def _run_device(self, device: Device) -> None:
+        """Supervise one device: restart it with backoff when it crashes."""
+        backoff = RESTART_INITIAL
         try:
-            await device.run()
+            while True:
+                sent_before = device.statistics().total_sent
+                try:
+                    await device.run()
+                    return
+                except ChannelError:
+                    raise  # the pipeline is gone: not the device's fault, nothing to restart
+                except Exception as exc:
+                    self._restarts += 1
+                    if device.statistics().total_sent > sent_before:
+                        backoff = RESTART_INITIAL  # it had been working: start over
+                    log.warning("💥 %s; restarting in %.2fs", exc, backoff)
+                    if await device.wait_or_shutdown(backoff):
+                        return
+                    backoff = min(backoff * 2, RESTART_MAX)
         finally:
             device.close()
 
@@ -326,8 +366,10 @@ class Gateway:
             updates_delivered=sum(s.received for s in summaries),
             updates_lagged=sum(s.lagged for s in summaries),
             client_summaries=summaries,
-            rejected_reasons=(),
-            device_restarts=0,
+            rejected_reasons=agg.rejected_reasons,
+            device_restarts=self._restarts,
+            storage_retries=st.total_retries,
+            device_blocked_seconds=self._telemetry_rx.statistics().total_send_wait,
             tasks_started=self._tasks_started,
             tasks_stopped_cleanly=self._stopped_cleanly,
             clean_shutdown=clean,

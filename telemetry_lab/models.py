@@ -119,6 +119,10 @@ class Report:
     """Rejections counted per reason, sorted by reason."""
     device_restarts: int
     """Times a crashed device was restarted by its supervisor."""
+    storage_retries: int
+    """Batch write attempts retried after a transient failure."""
+    device_blocked_seconds: float
+    """Loop-clock seconds devices spent blocked on a full telemetry channel (backpressure)."""
     tasks_started: int
     """Pipeline tasks started (devices + aggregator + storage + clients)."""
     tasks_stopped_cleanly: int
@@ -141,11 +145,14 @@ class Report:
             ("Readings produced", f"{self.produced}"),
             ("Readings stored", f"{self.stored} in {self.batches} batches"),
             ("Rejected / dead-lettered", f"{self.rejected} / {self.dead_lettered}"),
+            *((f"  rejected: {reason}", f"{n}") for reason, n in self.rejected_reasons),
             ("In flight at stop", f"{self.in_flight}"),
             ("Lost", f"{self.lost}" + ("" if self.balanced else "  (LEDGER DOES NOT BALANCE)")),
             ("Clients served", f"{self.clients}"),
             ("Updates delivered / lagged", f"{self.updates_delivered} / {self.updates_lagged}"),
             ("Device restarts", f"{self.device_restarts}"),
+            ("Storage retries", f"{self.storage_retries}"),
+            ("Devices blocked (backpressure)", f"{self.device_blocked_seconds:.2f} s"),
             ("Tasks stopped cleanly", f"{self.tasks_stopped_cleanly} of {self.tasks_started}"),
             ("Clean shutdown", "yes" if self.clean_shutdown else "NO (drain timed out)"),
             ("Run time", f"{self.loop_seconds:.2f} s loop clock, {self.wall_seconds:.2f} s wall"),

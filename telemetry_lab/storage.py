@@ -7,6 +7,12 @@ batch's first reading), and a last partial batch when the channel closes. Each b
 written in a worker thread (`loop.run_in_executor`) holding one connection; when every
 connection is busy the writer waits, the storage channel fills, and backpressure travels
 upstream. Inserts are idempotent: a reading is identified by `(device_id, seq)`.
+
+A failed write is retried with exponential backoff and full jitter *while the connection is
+held*, so retries can never outnumber the pool. A batch still failing when its retry budget
+(`retry_max_elapsed`) is spent goes to the `dead_letters` table with the reason; it is
+counted, never silently dropped. (The dead-letter table stands for a local dead-letter
+queue: the simulated faults do not touch it.)
 """
 
 from __future__ import annotations
@@ -14,17 +20,30 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import random
 import sqlite3
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TypeVar
 
-from telemetry_lab.errors import ChannelClosed
+from telemetry_lab.errors import ChannelClosed, TransientStorageError
+from telemetry_lab.faults import StorageFault, StorageFaults
 from telemetry_lab.metrics import MeteredSemaphore, SemaphoreStatistics
 from telemetry_lab.models import Reading
 from telemetry_lab.primitives import JoinSet, Receiver, on_deadline, on_recv, select
 
-__all__ = ["ConnectionPool", "StorageStatistics", "StorageWriter"]
+__all__ = [
+    "ConnectionPool",
+    "RetryPolicy",
+    "StorageStatistics",
+    "StorageWriter",
+    "dead_letter_batch",
+    "insert_batch",
+    "write_attempt",
+]
+
+T = TypeVar("T")
 
 log = logging.getLogger("telemetry_lab.storage")
 
@@ -50,6 +69,11 @@ CREATE TABLE IF NOT EXISTS dead_letters (
 """
 
 INSERT_READINGS = "INSERT OR IGNORE INTO readings VALUES (?, ?, ?, ?, ?)"
+INSERT_DEAD_LETTER = """
+INSERT OR IGNORE INTO dead_letters
+SELECT ?, ?, ?, ?, ?, ?, ?
+WHERE NOT EXISTS (SELECT 1 FROM readings WHERE device_id = ? AND seq = ?)
+"""
 
 Row = tuple[int, int, float, float, float]
 
@@ -84,6 +108,55 @@ def insert_batch(conn: sqlite3.Connection, rows: Sequence[Row]) -> int:
         before = conn.total_changes
         conn.executemany(INSERT_READINGS, rows)
         return conn.total_changes - before
+
+
+def write_attempt(conn: sqlite3.Connection, rows: Sequence[Row], fault: StorageFault | None) -> int:
+    """One write attempt with an optional injected fault; return rows added.
+
+    Blocking: call it in a worker thread.
+
+    Raises:
+        TransientStorageError: the injected fault; `.inserted` rows were committed first
+            when the fault is a lost acknowledgement.
+    """
+    if fault is not None and fault.when == "before":
+        raise TransientStorageError(fault.reason)
+    inserted = insert_batch(conn, rows)
+    if fault is not None:
+        raise TransientStorageError(fault.reason, inserted=inserted)
+    return inserted
+
+
+def dead_letter_batch(
+    conn: sqlite3.Connection, rows: Sequence[Row], reason: str, failed_at: float
+) -> int:
+    """Record `rows` in `dead_letters` (except any already stored); return rows added.
+
+    Blocking: call it in a worker thread.
+    """
+    with conn:
+        before = conn.total_changes
+        conn.executemany(
+            INSERT_DEAD_LETTER, [(*row, reason, failed_at, row[0], row[1]) for row in rows]
+        )
+        return conn.total_changes - before
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class RetryPolicy:
+    """Exponential backoff with full jitter, bounded by a total time budget per batch."""
+
+    initial: float
+    """Cap of the first delay."""
+    max_interval: float
+    """Largest cap of any delay."""
+    max_elapsed: float
+    """Seconds after the first attempt past which no retry is started."""
+
+    def delay(self, attempt: int, rng: random.Random) -> float:
+        """Return the delay before retry number `attempt` (1-based): uniform in [0, cap]."""
+        cap = min(self.max_interval, self.initial * 2 ** (attempt - 1))
+        return rng.uniform(0.0, cap)
 
 
 class ConnectionPool:
@@ -164,6 +237,8 @@ class StorageStatistics:
     """Readings written to `dead_letters` instead."""
     total_batches: int
     """Batch writes completed."""
+    total_retries: int
+    """Write attempts retried after a transient failure."""
     current_batch: int
     """Readings in the batch being filled."""
     current_writing: int
@@ -190,11 +265,21 @@ class StorageWriter:
         pool: ConnectionPool,
         batch_size: int,
         flush_interval: float,
+        retry: RetryPolicy | None = None,
+        faults: StorageFaults | None = None,
+        latency: float = 0.0,
+        rng: random.Random | None = None,
     ) -> None:
         self._rx = rx
         self._pool = pool
         self._batch_size = batch_size
         self._flush_interval = flush_interval
+        self._retry = retry or RetryPolicy(initial=0.1, max_interval=2.0, max_elapsed=10.0)
+        self._faults = faults
+        self._latency = latency
+        self._rng = rng or random.Random(0)
+        self._started_at = 0.0
+        self._retries = 0
         self._batch: list[Reading] = []
         self._received = 0
         self._stored = 0
@@ -208,6 +293,7 @@ class StorageWriter:
     async def run(self) -> None:
         """Batch and write until the storage channel is closed and drained."""
         loop = asyncio.get_running_loop()
+        self._started_at = loop.time()
         rx, size = self._rx, self._batch_size
         deadline = 0.0
         async with JoinSet[None]() as writes:
@@ -251,24 +337,85 @@ class StorageWriter:
         task.add_done_callback(lambda _: self._pool.release(conn))
 
     async def _write(self, conn: sqlite3.Connection, batch: list[Reading]) -> None:
+        """Write one batch: retry transient failures, dead-letter it past the budget."""
+        loop = asyncio.get_running_loop()
         rows = [(r.device_id, r.seq, r.ts, r.temperature, r.humidity) for r in batch]
-        future = asyncio.get_running_loop().run_in_executor(None, insert_batch, conn, rows)
-        try:
-            inserted = await asyncio.shield(future)
-        except asyncio.CancelledError:
-            # The worker thread cannot be stopped: wait for its outcome, so the counts
-            # still match the file, then let the cancellation through.
-            await asyncio.wait([future])
-            if not future.cancelled() and future.exception() is None:
-                self._record(batch, future.result())
-            raise
-        self._record(batch, inserted)
 
-    def _record(self, batch: list[Reading], inserted: int) -> None:
-        self._writing -= len(batch)
-        self._stored += inserted
-        self._duplicates += len(batch) - inserted
-        self._batches += 1
+        settled = 0  # readings of this batch that reached the file (either table)
+
+        def settle(*, stored: int = 0, dead_lettered: int = 0, final: bool = False) -> None:
+            nonlocal settled
+            settled += stored + dead_lettered
+            # On the final attempt, rows found already stored by someone else are duplicates.
+            duplicates = len(rows) - settled if final else 0
+            self._finalize(stored=stored, dead_lettered=dead_lettered, duplicates=duplicates)
+
+        def count_attempt(future: asyncio.Future[int]) -> None:
+            exc = future.exception()
+            if exc is None:
+                settle(stored=future.result(), final=True)
+                self._batches += 1
+            elif isinstance(exc, TransientStorageError):
+                settle(stored=exc.inserted)  # a lost ack: those rows are in the file
+
+        def count_dead_letters(future: asyncio.Future[int]) -> None:
+            if future.exception() is None:
+                settle(dead_lettered=future.result(), final=True)
+
+        first_attempt = loop.time()
+        attempt = 0
+        while True:
+            if self._latency:
+                await asyncio.sleep(self._latency)  # a slow database, on the loop's clock
+            fault = self._faults.check(loop.time() - self._started_at) if self._faults else None
+            try:
+                await self._in_thread(count_attempt, write_attempt, conn, rows, fault)
+                return
+            except TransientStorageError as exc:
+                attempt += 1
+                delay = self._retry.delay(attempt, self._rng)
+                if loop.time() + delay - first_attempt <= self._retry.max_elapsed:
+                    self._retries += 1
+                    log.warning(
+                        "🔁 Write failed (%s); retry %d in %.2fs", exc.reason, attempt, delay
+                    )
+                    await asyncio.sleep(delay)  # holding the connection: never more retries
+                    continue  # than connections
+                reason = f"{exc.reason}; gave up after {attempt} attempts"
+                log.error("☠️ Dead-lettering %d readings: %s", len(rows), reason)
+                await self._in_thread(
+                    count_dead_letters, dead_letter_batch, conn, rows, reason, loop.time()
+                )
+                return
+
+    async def _in_thread(
+        self,
+        account: Callable[[asyncio.Future[T]], None],
+        func: Callable[..., T],
+        *args: object,
+    ) -> T:
+        """Run blocking `func` in a worker thread; `account` for it once it is done.
+
+        A worker thread cannot be stopped, so if this task is cancelled meanwhile, the
+        cancellation is delivered only after the thread is done and accounted for: the
+        counts always match the file.
+        """
+        future = asyncio.get_running_loop().run_in_executor(None, func, *args)
+        try:
+            await asyncio.wait([future])
+        finally:
+            if not future.done():  # cancelled: wait for the thread, then let it through
+                await asyncio.wait([future])
+            if not future.cancelled():
+                account(future)
+        return future.result()
+
+    def _finalize(self, *, stored: int, dead_lettered: int, duplicates: int) -> None:
+        """Count readings of a running write that reached their final place."""
+        self._stored += stored
+        self._dead_lettered += dead_lettered
+        self._duplicates += duplicates
+        self._writing -= stored + dead_lettered + duplicates
 
     def _reap(self, writes: JoinSet[None]) -> None:
         while (task := writes.try_join_next()) is not None:
@@ -282,6 +429,7 @@ class StorageWriter:
             total_duplicates=self._duplicates,
             total_dead_lettered=self._dead_lettered,
             total_batches=self._batches,
+            total_retries=self._retries,
             current_batch=len(self._batch),
             current_writing=self._writing,
             flushes_by_size=self._flushes["size"],

@@ -100,6 +100,7 @@ def agg_stats(**changes: int) -> AggregatorStatistics:
         "total_received": 0,
         "total_forwarded": 0,
         "total_rejected": 0,
+        "rejected_reasons": (),
         "total_updates": 0,
         "total_updates_unheard": 0,
         "current_holding": 0,

@@ -56,6 +56,15 @@ ALL_FIELDS = [
     "shutdown_timeout",
     "device_interval",
     "sample_interval",
+    "storage_failure_rate",
+    "storage_outage",
+    "storage_latency",
+    "client_delays",
+    "malformed_rate",
+    "device_crash_rate",
+    "retry_initial",
+    "retry_max_interval",
+    "retry_max_elapsed",
 ]
 
 
@@ -373,6 +382,15 @@ def test_to_dict_of_the_defaults() -> None:
         "shutdown_timeout": 5.0,
         "device_interval": 1.5,
         "sample_interval": 0.25,
+        "storage_failure_rate": 0.0,
+        "storage_outage": None,
+        "storage_latency": 0.0,
+        "client_delays": [],
+        "malformed_rate": 0.0,
+        "device_crash_rate": 0.0,
+        "retry_initial": 0.1,
+        "retry_max_interval": 2.0,
+        "retry_max_elapsed": 10.0,
     }
 
 

@@ -159,6 +159,7 @@ def test_statistics_snapshot_and_close_is_idempotent() -> None:
     assert device.statistics() == DeviceStatistics(
         device_id=1,
         total_sent=0,
+        total_malformed=0,
         next_seq=0,
         temperature=device.statistics().temperature,
         humidity=device.statistics().humidity,

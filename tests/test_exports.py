@@ -54,6 +54,9 @@ def test_errors_are_reexported_and_form_one_tree() -> None:
         "ChannelError",
         "TelemetryLabError",
         "LoopAlreadyRunning",
+        "DeviceCrashed",
+        "StorageError",
+        "TransientStorageError",
     }
     for name in channel_errors:
         assert issubclass(getattr(errors, name), errors.ChannelError), name

@@ -78,6 +78,7 @@ def writer_stats(**changes: int) -> StorageStatistics:
         "total_duplicates": 0,
         "total_dead_lettered": 0,
         "total_batches": 0,
+        "total_retries": 0,
         "current_batch": 0,
         "current_writing": 0,
         "flushes_by_size": 0,
