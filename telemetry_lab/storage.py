@@ -382,9 +382,14 @@ class StorageWriter:
                     await asyncio.sleep(delay)  # holding the connection: never more retries
                     continue  # than connections
                 reason = f"{exc.reason}; gave up after {attempt} attempts"
-                log.error("☠️ Dead-lettering %d readings: %s", len(rows), reason)
-                await self._in_thread(
+                dead = await self._in_thread(
                     count_dead_letters, dead_letter_batch, conn, rows, reason, loop.time()
+                )
+                log.error(
+                    "☠️ Dead-lettered %d of %d readings (the rest were already stored): %s",
+                    dead,
+                    len(rows),
+                    reason,
                 )
                 return
 
