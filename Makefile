@@ -36,6 +36,7 @@ demo: $(STAMP)
 bench: $(STAMP)
 	$(BIN)/python bench/primitives.py
 	$(BIN)/python bench/gateway.py
+	$(BIN)/python bench/faults.py
 
 lab: $(STAMP)
 	$(BIN)/jupyter lab notebooks/
