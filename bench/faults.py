@@ -28,10 +28,11 @@ from telemetry_lab import Gateway, GatewayConfig, run
 SCENARIOS: dict[str, dict[str, Any]] = {
     "healthy (seed defaults)": {},
     "storage_failure_rate=0.5": {"storage_failure_rate": 0.5},
-    "outage (2 s, 9 s), retry budget 3 s": {
+    "outage 2-9 s, budget 3 s, fast devices": {
         "storage_outage": (2.0, 9.0),
         "retry_max_elapsed": 3.0,
         "duration": 15.0,
+        "device_interval": 0.2,
     },
     "storage_latency=0.5, fast devices": {"storage_latency": 0.5, "device_interval": 0.1},
     "slow client 1 (0.5 s/update)": {"client_delays": (0.5,), "broadcast_capacity": 5},
