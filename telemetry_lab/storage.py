@@ -379,8 +379,9 @@ class StorageWriter:
                     log.warning(
                         "🔁 Write failed (%s); retry %d in %.2fs", exc.reason, attempt, delay
                     )
-                    await asyncio.sleep(delay)  # holding the connection: never more retries
-                    continue  # than connections
+                    # Back off while holding the connection: retries never exceed the pool.
+                    await asyncio.sleep(delay)
+                    continue
                 reason = f"{exc.reason}; gave up after {attempt} attempts"
                 dead = await self._in_thread(
                     count_dead_letters, dead_letter_batch, conn, rows, reason, loop.time()
