@@ -90,8 +90,12 @@ class Aggregator:
         self._sum_humidity += new_h - mean_h
         stats[0], stats[1], stats[2] = count, new_t, new_h
 
-    async def run(self) -> None:
-        """Process readings until every device is done, then close the outputs."""
+    async def run(self, *, origin: float = 0.0) -> None:
+        """Process readings until every device is done, then close the outputs.
+
+        Args:
+            origin: the loop time the run started at (updates carry seconds since then).
+        """
         loop = asyncio.get_running_loop()
         verbose = log.isEnabledFor(logging.INFO)
         with self._storage_tx, self._updates_tx, self._state_tx:
@@ -110,7 +114,7 @@ class Aggregator:
                 active = len(self._devices)
                 avg_t = self._sum_temperature / active
                 avg_h = self._sum_humidity / active
-                now = loop.time()
+                now = loop.time() - origin
                 if verbose:
                     log.info("🔄 Aggregator processed telemetry from device %d", reading.device_id)
                 update = StateUpdate(

@@ -162,6 +162,8 @@ class GatewayConfig:
 
     def client_delay(self, client_id: int) -> float:
         """Return the processing delay of the 1-based client `client_id` (0 if unset)."""
+        if not 1 <= client_id <= self.clients:
+            raise ValueError(f"client_id must be in [1, {self.clients}], got {client_id!r}")
         index = client_id - 1
         return self.client_delays[index] if index < len(self.client_delays) else 0.0
 

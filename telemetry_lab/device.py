@@ -105,8 +105,13 @@ class Device:
         winner = await select(on_changed(self._shutdown), on_timeout(seconds), biased=True)
         return winner.index == 0 and bool(winner.value)
 
-    async def run(self) -> None:
-        """Send readings until shutdown; the caller closes the handles (see `close`)."""
+    async def run(self, *, origin: float = 0.0) -> None:
+        """Send readings until shutdown; the caller closes the handles (see `close`).
+
+        Args:
+            origin: the loop time the run started at; readings are stamped with the
+                seconds since then.
+        """
         loop = asyncio.get_running_loop()
         tx, bandwidth = self._tx, self._bandwidth
         verbose = log.isEnabledFor(logging.INFO)
@@ -114,7 +119,7 @@ class Device:
         while not await self.wait_or_shutdown(self._interval * rng.uniform(0.5, 1.5)):
             if self._crash_rate and rng.random() < self._crash_rate:
                 raise DeviceCrashed(f"device {self.device_id} crashed (simulated)")
-            reading = self.next_reading(loop.time())
+            reading = self.next_reading(loop.time() - origin)
             if self._malformed_rate and rng.random() < self._malformed_rate:
                 reading = malform(reading, rng)
                 self._malformed += 1

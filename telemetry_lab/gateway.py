@@ -223,9 +223,10 @@ class Gateway:
         tasks = JoinSet[None]()
         for device in self.devices:
             tasks.spawn(self._run_device(device), name=f"device-{device.device_id}")
-        tasks.spawn(self.aggregator.run(), name="aggregator")
+        origin = self._started_at
+        tasks.spawn(self.aggregator.run(origin=origin), name="aggregator")
         assert self.storage is not None
-        tasks.spawn(self.storage.run(), name="storage")
+        tasks.spawn(self.storage.run(origin=origin), name="storage")
         for client in self.clients:
             tasks.spawn(client.run(), name=f"client-{client.client_id}")
         self._tasks_started = len(tasks)
@@ -252,7 +253,7 @@ class Gateway:
             while True:
                 sent_before = device.statistics().total_sent
                 try:
-                    await device.run()
+                    await device.run(origin=self._started_at)
                     return
                 except ChannelError:
                     raise  # the pipeline is gone: not the device's fault, nothing to restart

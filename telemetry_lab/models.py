@@ -20,7 +20,7 @@ class Reading:
     seq: int
     """Per-device sequence number, from 0, without gaps."""
     ts: float
-    """Loop time (seconds) when the reading was taken."""
+    """Seconds since the start of the run (loop clock) when the reading was taken."""
     temperature: float
     """Degrees Celsius."""
     humidity: float
@@ -42,7 +42,7 @@ class StateUpdate:
     avg_humidity: float
     """Mean of the devices' running average humidities."""
     ts: float
-    """Loop time of the update."""
+    """Seconds since the start of the run (loop clock) of the update."""
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -58,7 +58,7 @@ class SystemState:
     avg_humidity: float = 0.0
     """Mean of the devices' running average humidities (0 before any reading)."""
     updated_at: float = 0.0
-    """Loop time of the last change."""
+    """Seconds since the start of the run (loop clock) of the last change."""
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

@@ -63,7 +63,7 @@ CREATE TABLE IF NOT EXISTS dead_letters (
     temperature REAL,
     humidity    REAL,
     reason      TEXT    NOT NULL,
-    failed_at   REAL    NOT NULL,
+    failed_at   REAL    NOT NULL,  -- seconds since the start of the run
     PRIMARY KEY (device_id, seq)
 );
 """
@@ -290,10 +290,15 @@ class StorageWriter:
         self._writing = 0
         self._flushes = {"size": 0, "age": 0, "close": 0}
 
-    async def run(self) -> None:
-        """Batch and write until the storage channel is closed and drained."""
+    async def run(self, *, origin: float | None = None) -> None:
+        """Batch and write until the storage channel is closed and drained.
+
+        Args:
+            origin: the loop time the run started at (default: now); the outage window
+                and the dead letters' `failed_at` are in seconds since then.
+        """
         loop = asyncio.get_running_loop()
-        self._started_at = loop.time()
+        self._started_at = loop.time() if origin is None else origin
         rx, size = self._rx, self._batch_size
         deadline = 0.0
         async with JoinSet[None]() as writes:
@@ -384,7 +389,12 @@ class StorageWriter:
                     continue
                 reason = f"{exc.reason}; gave up after {attempt} attempts"
                 dead = await self._in_thread(
-                    count_dead_letters, dead_letter_batch, conn, rows, reason, loop.time()
+                    count_dead_letters,
+                    dead_letter_batch,
+                    conn,
+                    rows,
+                    reason,
+                    loop.time() - self._started_at,
                 )
                 log.error(
                     "☠️ Dead-lettered %d of %d readings (the rest were already stored): %s",
