@@ -8,7 +8,7 @@ in `telemetry_lab.errors`. All are re-exported here.
 
 import logging
 
-from telemetry_lab.config import GatewayConfig
+from telemetry_lab.config import LIVE_KNOBS, GatewayConfig, Knobs
 from telemetry_lab.errors import (
     ChannelClosed,
     ChannelEmpty,
@@ -61,6 +61,7 @@ logging.getLogger("telemetry_lab").addHandler(logging.NullHandler())
 __version__ = "0.1.0"
 
 __all__ = [
+    "LIVE_KNOBS",
     "Branch",
     "BroadcastReceiver",
     "BroadcastReceiverStatistics",
@@ -79,6 +80,7 @@ __all__ = [
     "GatewayStatistics",
     "JoinSet",
     "JoinSetStatistics",
+    "Knobs",
     "Lagged",
     "LoopAlreadyRunning",
     "NoReceivers",

@@ -12,9 +12,10 @@ import asyncio
 import logging
 from dataclasses import dataclass
 
+from telemetry_lab.config import Knobs
 from telemetry_lab.errors import ChannelClosed, Lagged
 from telemetry_lab.models import ClientSummary, StateUpdate
-from telemetry_lab.primitives import BroadcastReceiver
+from telemetry_lab.primitives import BroadcastReceiver, WatchReceiver
 
 __all__ = ["Client", "ClientStatistics"]
 
@@ -44,10 +45,17 @@ class Client:
     database has every reading).
     """
 
-    def __init__(self, client_id: int, rx: BroadcastReceiver[StateUpdate], delay: float = 0.0):
+    def __init__(
+        self,
+        client_id: int,
+        rx: BroadcastReceiver[StateUpdate],
+        delay: float = 0.0,
+        knobs: WatchReceiver[Knobs] | None = None,
+    ) -> None:
         self.client_id = client_id
         self._rx = rx
         self._delay = delay
+        self._knobs = knobs  # a live delay, when a gateway lets it be turned
         self._received = 0
         self._lagged = 0
         self._lag_events = 0
@@ -77,6 +85,8 @@ class Client:
                         update.devices_active,
                         update.avg_temperature,
                     )
+                if self._knobs is not None:
+                    self._delay = self._knobs.borrow().client_delay(self.client_id)
                 if self._delay:
                     await asyncio.sleep(self._delay)  # a slow client: it will lag
 

@@ -14,7 +14,7 @@ from dataclasses import dataclass, fields, replace
 from pathlib import Path
 from typing import Any
 
-__all__ = ["GatewayConfig"]
+__all__ = ["LIVE_KNOBS", "GatewayConfig", "Knobs"]
 
 
 def _check_int(name: str, value: object, low: int, high: int) -> None:
@@ -194,3 +194,46 @@ class GatewayConfig:
                 value = list(value)
             out[f.name] = value
         return out
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Knobs:
+    """The pacing and fault knobs that can be turned while a gateway runs.
+
+    The gateway publishes them through a watch channel: each component reads the latest
+    value when it next needs it, so turning a knob never blocks and never queues up.
+    """
+
+    device_interval: float
+    """Mean seconds between two readings of one device."""
+    storage_latency: float
+    """Seconds added to every write attempt."""
+    storage_failure_rate: float
+    """Probability that a write attempt fails transiently."""
+    malformed_rate: float
+    """Fraction of readings that are malformed."""
+    device_crash_rate: float
+    """Probability, per reading, that a device crashes."""
+    client_delays: tuple[float, ...]
+    """Seconds each client spends per update; missing entries mean 0."""
+
+    @classmethod
+    def from_config(cls, config: GatewayConfig) -> Knobs:
+        """Return the knobs' values in `config`."""
+        return cls(**{name: getattr(config, name) for name in LIVE_KNOBS})
+
+    def client_delay(self, client_id: int) -> float:
+        """Return the delay of the 1-based client `client_id` (0 if unset)."""
+        index = client_id - 1
+        return self.client_delays[index] if 0 <= index < len(self.client_delays) else 0.0
+
+
+LIVE_KNOBS: tuple[str, ...] = (
+    "device_interval",
+    "storage_latency",
+    "storage_failure_rate",
+    "malformed_rate",
+    "device_crash_rate",
+    "client_delays",
+)
+"""The `GatewayConfig` fields that `Gateway.adjust()` can change while the gateway runs."""

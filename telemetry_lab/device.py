@@ -18,6 +18,7 @@ import logging
 import random
 from dataclasses import dataclass
 
+from telemetry_lab.config import Knobs
 from telemetry_lab.errors import DeviceCrashed
 from telemetry_lab.faults import malform
 from telemetry_lab.metrics import MeteredSemaphore
@@ -65,6 +66,7 @@ class Device:
         shutdown: WatchReceiver[bool],
         malformed_rate: float = 0.0,
         crash_rate: float = 0.0,
+        knobs: WatchReceiver[Knobs] | None = None,
     ) -> None:
         self.device_id = device_id
         self._rng = random.Random(f"{seed}:device:{device_id}")
@@ -74,6 +76,7 @@ class Device:
         self._shutdown = shutdown
         self._malformed_rate = malformed_rate
         self._crash_rate = crash_rate
+        self._knobs = knobs  # live values, when a gateway lets them be turned
         self._seq = 0
         self._sent = 0
         self._malformed = 0
@@ -116,7 +119,14 @@ class Device:
         tx, bandwidth = self._tx, self._bandwidth
         verbose = log.isEnabledFor(logging.INFO)
         rng = self._rng
-        while not await self.wait_or_shutdown(self._interval * rng.uniform(0.5, 1.5)):
+        while True:
+            if self._knobs is not None:
+                knobs = self._knobs.borrow()
+                self._interval = knobs.device_interval
+                self._malformed_rate = knobs.malformed_rate
+                self._crash_rate = knobs.device_crash_rate
+            if await self.wait_or_shutdown(self._interval * rng.uniform(0.5, 1.5)):
+                return
             if self._crash_rate and rng.random() < self._crash_rate:
                 raise DeviceCrashed(f"device {self.device_id} crashed (simulated)")
             reading = self.next_reading(loop.time() - origin)
@@ -138,6 +148,8 @@ class Device:
         """Close the device's sender and shutdown receiver (idempotent)."""
         self._tx.close()
         self._shutdown.close()
+        if self._knobs is not None:
+            self._knobs.close()
 
     def statistics(self) -> DeviceStatistics:
         """Return a snapshot of this device."""

@@ -47,7 +47,8 @@ class StorageFaults:
         outage: tuple[float, float] | None,
         rng: random.Random,
     ) -> None:
-        self._rate = failure_rate
+        self.failure_rate = failure_rate
+        """The probability of a transient failure; may be changed between attempts."""
         self._outage = outage
         self._rng = rng
 
@@ -55,7 +56,7 @@ class StorageFaults:
         """Return the fault for an attempt `t` seconds into the run, or None."""
         if self._outage is not None and self._outage[0] <= t < self._outage[1]:
             return StorageFault(when="before", reason="storage outage")
-        if self._rate and self._rng.random() < self._rate:
+        if self.failure_rate and self._rng.random() < self.failure_rate:
             if self._rng.random() < 0.5:
                 return StorageFault(when="after", reason="write acknowledgement lost")
             return StorageFault(when="before", reason="transient write failure")

@@ -28,7 +28,7 @@ from enum import Enum
 
 from telemetry_lab.aggregator import Aggregator, AggregatorStatistics
 from telemetry_lab.client import Client, ClientStatistics
-from telemetry_lab.config import GatewayConfig
+from telemetry_lab.config import LIVE_KNOBS, GatewayConfig, Knobs
 from telemetry_lab.device import Device, DeviceStatistics
 from telemetry_lab.errors import ChannelError, LoopAlreadyRunning
 from telemetry_lab.faults import StorageFaults
@@ -123,6 +123,7 @@ class Gateway:
         self._updates_tx, first_rx = broadcast[StateUpdate](config.broadcast_capacity)
         self._state_tx, self.state = watch(SystemState())
         self._shutdown_tx, shutdown_rx = watch(False)
+        self._knobs_tx, knobs_rx = watch(Knobs.from_config(config))
         self.bandwidth = MeteredSemaphore(config.device_bandwidth)
         self.devices = [
             Device(
@@ -134,6 +135,7 @@ class Gateway:
                 shutdown=shutdown_rx.clone(),
                 malformed_rate=config.malformed_rate,
                 crash_rate=config.device_crash_rate,
+                knobs=knobs_rx.clone(),
             )
             for i in range(1, config.devices + 1)
         ]
@@ -144,8 +146,10 @@ class Gateway:
             first_rx.close()
             receivers = []
         self.clients = [
-            Client(i, rx, delay=config.client_delay(i)) for i, rx in enumerate(receivers, start=1)
+            Client(i, rx, delay=config.client_delay(i), knobs=knobs_rx.clone())
+            for i, rx in enumerate(receivers, start=1)
         ]
+        self._knobs_rx = knobs_rx  # for the storage writer, built when the run starts
         self.aggregator = Aggregator(
             rx=self._telemetry_rx,
             storage_tx=self._storage_tx,
@@ -208,6 +212,7 @@ class Gateway:
             ),
             latency=config.storage_latency,
             rng=random.Random(f"{config.seed}:storage-retry"),
+            knobs=self._knobs_rx,
         )
         try:
             clean = await self._run_and_drain()
@@ -377,6 +382,32 @@ class Gateway:
             loop_seconds=loop_seconds,
             wall_seconds=wall_seconds,
         )
+
+    @property
+    def knobs(self) -> Knobs:
+        """The live knobs' current values."""
+        return self._knobs_tx.borrow()
+
+    def adjust(self, **changes: object) -> Knobs:
+        """Turn live knobs (see `LIVE_KNOBS`) while the gateway runs; return the new values.
+
+        Each component picks the new value up the next time it needs it (a watch channel
+        carries them). Values are validated exactly as `GatewayConfig` validates them.
+
+        Raises:
+            ValueError: a field that cannot change while running, or an invalid value.
+        """
+        fixed = sorted(set(changes) - set(LIVE_KNOBS))
+        if fixed:
+            raise ValueError(
+                f"{', '.join(fixed)} cannot be changed while running; "
+                f"live knobs are: {', '.join(LIVE_KNOBS)}"
+            )
+        current = {name: getattr(self.knobs, name) for name in LIVE_KNOBS}
+        knobs = Knobs.from_config(self.config.replace(**{**current, **changes}))
+        self._knobs_tx.send_replace(knobs)
+        log.info("🎛️ Knobs changed: %s", ", ".join(f"{k}={v!r}" for k, v in changes.items()))
+        return knobs
 
     def statistics(self) -> GatewayStatistics:
         """Return a snapshot of every component."""

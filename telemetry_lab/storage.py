@@ -27,11 +27,19 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TypeVar
 
+from telemetry_lab.config import Knobs
 from telemetry_lab.errors import ChannelClosed, TransientStorageError
 from telemetry_lab.faults import StorageFault, StorageFaults
 from telemetry_lab.metrics import MeteredSemaphore, SemaphoreStatistics
 from telemetry_lab.models import Reading
-from telemetry_lab.primitives import JoinSet, Receiver, on_deadline, on_recv, select
+from telemetry_lab.primitives import (
+    JoinSet,
+    Receiver,
+    WatchReceiver,
+    on_deadline,
+    on_recv,
+    select,
+)
 
 __all__ = [
     "ConnectionPool",
@@ -269,6 +277,7 @@ class StorageWriter:
         faults: StorageFaults | None = None,
         latency: float = 0.0,
         rng: random.Random | None = None,
+        knobs: WatchReceiver[Knobs] | None = None,
     ) -> None:
         self._rx = rx
         self._pool = pool
@@ -277,6 +286,7 @@ class StorageWriter:
         self._retry = retry or RetryPolicy(initial=0.1, max_interval=2.0, max_elapsed=10.0)
         self._faults = faults
         self._latency = latency
+        self._knobs = knobs  # live latency and failure rate, when a gateway lets them turn
         self._rng = rng or random.Random(0)
         self._started_at = 0.0
         self._retries = 0
@@ -370,6 +380,11 @@ class StorageWriter:
         first_attempt = loop.time()
         attempt = 0
         while True:
+            if self._knobs is not None:
+                knobs = self._knobs.borrow()
+                self._latency = knobs.storage_latency
+                if self._faults is not None:
+                    self._faults.failure_rate = knobs.storage_failure_rate
             if self._latency:
                 await asyncio.sleep(self._latency)  # a slow database, on the loop's clock
             fault = self._faults.check(loop.time() - self._started_at) if self._faults else None

@@ -1,0 +1,96 @@
+"""Every workshop notebook is committed clean and has the course's opening and closing.
+
+The notebooks themselves run under nbval (`pytest --nbval-lax`, configured in
+pyproject.toml); this file checks their *shape*, which nbval does not.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+NOTEBOOKS = sorted(
+    (Path(__file__).resolve().parent.parent / "notebooks").glob("[0-9][0-9]_*.ipynb")
+)
+EXPECTED = [f"{n:02d}" for n in range(10)]
+
+
+def load(path: Path) -> dict[str, Any]:
+    return json.loads(path.read_text(encoding="utf-8"))  # type: ignore[no-any-return]
+
+
+def source(cell: dict[str, Any]) -> str:
+    src = cell.get("source", "")
+    return "".join(src) if isinstance(src, list) else str(src)
+
+
+def test_the_course_has_notebooks_00_to_09() -> None:
+    assert [p.name[:2] for p in NOTEBOOKS] == EXPECTED
+
+
+@pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.name)
+def test_committed_without_outputs(path: Path) -> None:
+    nb = load(path)
+    for i, cell in enumerate(nb["cells"]):
+        if cell["cell_type"] == "code":
+            assert cell.get("outputs") == [], f"{path.name} cell {i} has outputs"
+            assert cell.get("execution_count") is None, f"{path.name} cell {i} has a count"
+
+
+@pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.name)
+def test_opens_with_a_title_and_what_you_will_learn(path: Path) -> None:
+    cells = load(path)["cells"]
+    first = source(cells[0])
+    assert cells[0]["cell_type"] == "markdown"
+    assert re.match(r"^# \S", first), f"{path.name}: the first cell must start with an H1"
+    opening = "\n".join(source(c) for c in cells[:3] if c["cell_type"] == "markdown")
+    assert "You will learn" in opening, path.name
+    assert re.search(r"^\s*[-*] ", opening, re.M), f"{path.name}: bullets under You will learn"
+
+
+@pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.name)
+def test_closes_with_summary_whats_next_and_exercises(path: Path) -> None:
+    cells = load(path)["cells"]
+    markdown = [source(c) for c in cells if c["cell_type"] == "markdown"]
+    headings = [line for text in markdown for line in text.splitlines() if line.startswith("#")]
+    titles = [h.lstrip("#").strip().lower() for h in headings]
+    for wanted in ("summary", "what's next", "exercises"):
+        assert any(t.startswith(wanted) for t in titles), f"{path.name}: no '{wanted}' heading"
+    order = [next(i for i, t in enumerate(titles) if t.startswith(w))
+             for w in ("summary", "what's next", "exercises")]  # fmt: skip
+    assert order == sorted(order), f"{path.name}: Summary, What's next, Exercises in order"
+
+
+@pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.name)
+def test_has_at_least_two_exercises_with_automatic_checks(path: Path) -> None:
+    cells = load(path)["cells"]
+    code = [source(c) for c in cells if c["cell_type"] == "code"]
+    checks = [c for c in code if re.search(r"^def check_exercise_\d+\(", c, re.M)]
+    assert len(checks) >= 2, f"{path.name}: needs >= 2 `def check_exercise_N(` cells"
+    solved = [c for c in code if re.search(r"check_exercise_\d+\(", c) and "def " not in c]
+    assert len(solved) >= 2, f"{path.name}: the solutions must run their checks in CI"
+
+
+@pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.name)
+def test_cells_that_teach_assert(path: Path) -> None:
+    code = [source(c) for c in load(path)["cells"] if c["cell_type"] == "code"]
+    assert sum("assert" in c for c in code) >= 3, f"{path.name}: assert what you teach"
+
+
+@pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.name)
+def test_links_to_the_next_notebook(path: Path) -> None:
+    number = int(path.name[:2])
+    text = "\n".join(source(c) for c in load(path)["cells"] if c["cell_type"] == "markdown")
+    if number < 9:
+        assert re.search(rf"\({number + 1:02d}_[a-z0-9_]+\.ipynb\)", text), path.name
+
+
+@pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.name)
+def test_uses_the_kernel_it_is_tested_with(path: Path) -> None:
+    nb = load(path)
+    assert nb["metadata"]["kernelspec"]["name"] == "python3"
+    assert nb["nbformat"] == 4
