@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import asyncio
 import io
+import itertools
 import logging
 import time
 from dataclasses import dataclass
@@ -78,10 +79,12 @@ class DashboardStatistics:
 class _Plot:
     """One figure whose static parts are drawn once; a frame redraws only the data lines.
 
-    Axis limits are fixed from the config (capacities, permits, duration) and only grow,
-    by doubling, when a value outgrows them; only then is the whole figure redrawn. Every
-    other frame restores the cached background and draws the data lines over it (blitting),
-    which is an order of magnitude cheaper than a full draw.
+    Every axis has limits known in advance wherever possible: channel depths up to their
+    capacities, permits up to the devices, client updates as a percentage of the updates
+    sent, time up to `duration`. Only the two rates (readings and batches per second) can
+    outgrow their limits; they then grow fourfold and the whole figure is redrawn once.
+    Every other frame restores the cached background and draws the data lines over it
+    (blitting): an order of magnitude cheaper than a full draw.
     """
 
     def __init__(self, config: GatewayConfig) -> None:
@@ -90,13 +93,13 @@ class _Plot:
 
         self.figure: Figure = Figure(figsize=(9.0, 5.6), dpi=72)
         self.figure.subplots_adjust(
-            left=0.06, right=0.94, top=0.94, bottom=0.08, hspace=0.38, wspace=0.22
+            left=0.06, right=0.93, top=0.94, bottom=0.08, hspace=0.38, wspace=0.24
         )
         self.canvas = FigureCanvasAgg(self.figure)
         (depth, updates), (storage, permits) = self.figure.subplots(2, 2)
         batches_axis = storage.twinx()
         self.axes = (depth, updates, storage, batches_axis, permits)
-        clients = config.clients
+        self._batch_size = config.batch_size
 
         def line(ax: Any, **style: Any) -> Any:
             return ax.plot([], [], animated=True, **style)[0]
@@ -107,22 +110,26 @@ class _Plot:
         self.telemetry = line(depth, color="C0", label="devices → aggregator")
         self.storage = line(depth, color="C1", label="aggregator → storage")
         depth.set_ylim(0, max(config.telemetry_capacity, config.storage_capacity) * 1.1)
-        updates.set_title("Client updates: received (—) and lagged (- -)", fontsize=10)
-        self.received = [line(updates, color=f"C{i}") for i in range(clients)]
-        self.lagged = [line(updates, ls="--", color=f"C{i}") for i in range(clients)]
-        storage.set_title("Storage: readings/s (—) and batches (- -)", fontsize=10)
+        updates.set_title("Client updates, % of sent: received (—), lagged (- -)", fontsize=10)
+        self.received = [line(updates, color=f"C{i}") for i in range(config.clients)]
+        self.lagged = [line(updates, ls="--", color=f"C{i}") for i in range(config.clients)]
+        updates.set_ylim(-2, 105)
+        storage.set_title("Storage: readings/s (—) and batches/s (- -)", fontsize=10)
         self.throughput = line(storage, color="C2")
         self.batches = line(batches_axis, ls="--", color="C3")
+        expected = config.devices / config.device_interval if config.device_interval else 4e3
+        storage.set_ylim(0, expected * 1.5)
+        batches_axis.set_ylim(0, expected * 1.5 / config.batch_size)
         permits.set_title("Permits in use and blocked senders", fontsize=10)
         self.bandwidth = line(permits, drawstyle="steps-post", color="C0", label="bandwidth")
         self.db = line(permits, drawstyle="steps-post", color="C1", label="db connections")
         self.blocked = line(permits, drawstyle="steps-post", color="C2", label="senders blocked")
-        permits.set_ylim(0, max(config.device_bandwidth, config.db_connections) + 0.5)
-        for ax in (updates, storage, batches_axis):
-            ax.set_ylim(0, 10)
+        top = max(config.device_bandwidth, config.db_connections, config.devices)
+        permits.set_ylim(0, top + 0.5)
         for ax in self.axes:
             ax.set_xlim(0, config.duration * 1.05)
             ax.tick_params(labelsize=8)
+            ax.locator_params(nbins=4)
         for ax in (depth, updates, storage, permits):
             ax.set_xlabel("seconds", fontsize=8)
         depth.legend(handles=[self.telemetry, self.storage], loc="upper left", fontsize=8)
@@ -141,29 +148,29 @@ class _Plot:
         ]
         self._background: Any = None
         self.full_draws = 0
+        self._draw_background()  # now, before any run: frames only blit
 
-    def _grow_limits(self, frame: Frame) -> bool:
-        """Widen any axis a value has outgrown (doubling); return whether one changed."""
-        s = frame.samples
-        wanted = {
-            self.axes[1]: max((max(x.client_received, default=0) for x in s), default=0),
-            self.axes[2]: max((x.throughput for x in s), default=0.0),
-            self.axes[3]: max((x.batches for x in s), default=0),
-            self.axes[4]: max((x.senders_blocked for x in s), default=0),
-        }
+    def _draw_background(self) -> None:
+        self.canvas.draw()  # type: ignore[no-untyped-call]
+        bbox = self.figure.bbox
+        self._background = self.canvas.copy_from_bbox(bbox)  # type: ignore[no-untyped-call]
+        self.full_draws += 1
+
+    def _grow_limits(self, throughput: list[float], batch_rate: list[float], end: float) -> bool:
+        """Widen an axis a value has outgrown; return whether one changed."""
         changed = False
-        for ax, top in wanted.items():
+        for ax, values in ((self.axes[2], throughput), (self.axes[3], batch_rate)):
             low, high = ax.get_ylim()
+            top = max(values, default=0.0)
             if top > high:
                 while top > high:
-                    high *= 2
+                    high *= 4
                 ax.set_ylim(low, high)
                 changed = True
-        end = s[-1].t if s else 0.0
         left, right = self.axes[0].get_xlim()
         if end > right:
             for ax in self.axes:
-                ax.set_xlim(left, end * 1.25)
+                ax.set_xlim(left, end * 1.1)
             changed = True
         return changed
 
@@ -175,21 +182,27 @@ class _Plot:
         t = [x.t for x in s]
         self.telemetry.set_data(t, [x.telemetry_depth for x in s])
         self.storage.set_data(t, [x.storage_depth for x in s])
+        # Updates sent so far ~ the most any client has accounted for (received + lagged).
+        sent = [max(map(sum, zip(x.client_received, x.client_lagged, strict=True)), default=0)
+                or 1 for x in s]  # fmt: skip
         for i, (received, lagged) in enumerate(zip(self.received, self.lagged, strict=True)):
-            received.set_data(t, [x.client_received[i] for x in s])
-            lagged.set_data(t, [x.client_lagged[i] for x in s])
-        self.throughput.set_data(t, [x.throughput for x in s])
-        self.batches.set_data(t, [x.batches for x in s])
+            received.set_data(
+                t, [100 * x.client_received[i] / n for x, n in zip(s, sent, strict=True)]
+            )
+            lagged.set_data(t, [100 * x.client_lagged[i] / n for x, n in zip(s, sent, strict=True)])
+        batch_rate = [0.0] + [
+            (b.batches - a.batches) / (b.t - a.t) if b.t > a.t else 0.0
+            for a, b in itertools.pairwise(s)
+        ]
+        throughput = [x.throughput for x in s]
+        self.throughput.set_data(t, throughput)
+        self.batches.set_data(t, batch_rate)
         self.bandwidth.set_data(t, [x.bandwidth_in_use for x in s])
         self.db.set_data(t, [x.db_in_use for x in s])
         self.blocked.set_data(t, [x.senders_blocked for x in s])
-        if self._grow_limits(frame) or self._background is None:
-            self.canvas.draw()  # type: ignore[no-untyped-call]  # axes, ticks, titles
-            bbox = self.figure.bbox
-            self._background = self.canvas.copy_from_bbox(bbox)  # type: ignore[no-untyped-call]
-            self.full_draws += 1
-        else:
-            self.canvas.restore_region(self._background)  # type: ignore[no-untyped-call]
+        if self._grow_limits(throughput, batch_rate, t[-1] if t else 0.0):
+            self._draw_background()
+        self.canvas.restore_region(self._background)  # type: ignore[no-untyped-call]
         for ax, artist in self._data_lines:
             ax.draw_artist(artist)
         width, height = self.canvas.get_width_height()
@@ -349,10 +362,13 @@ class Dashboard:
 
     async def _refresh(self, gateway: Gateway) -> None:
         """Show a new frame every 1/refresh_hz seconds until the run stops."""
+        loop = asyncio.get_running_loop()
         period = 1.0 / self.refresh_hz
+        next_frame = loop.time()
         while gateway.phase is not GatewayPhase.STOPPED:
             await self._render_now()
-            await asyncio.sleep(period)
+            next_frame += period  # a fixed schedule: a slow frame does not slow the rate
+            await asyncio.sleep(max(0.0, next_frame - loop.time()))
 
     async def _render_now(self, *, force: bool = False) -> None:
         gateway = self.gateway
