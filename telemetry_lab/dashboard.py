@@ -238,6 +238,8 @@ class Dashboard:
         self._tasks: JoinSet[Any] = JoinSet()
         self._run_task: asyncio.Task[Report] | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
+        self._finish_lock = asyncio.Lock()
+        self._render_lock = asyncio.Lock()  # one frame at a time: one figure, one thread
         self._frames = 0
         self._skipped = 0
         self._render_seconds = 0.0
@@ -283,7 +285,7 @@ class Dashboard:
 
     def _on_slider(self, change: dict[str, Any]) -> None:
         gateway = self.gateway
-        if gateway is not None and gateway.phase is GatewayPhase.RUNNING:
+        if gateway is not None and gateway.phase is not GatewayPhase.STOPPED:
             try:
                 gateway.adjust(**self._knob_changes())
             except ValueError as exc:
@@ -307,6 +309,7 @@ class Dashboard:
         self.report = None
         self._run_task = self._tasks.spawn(gateway.run(), name="dashboard-gateway")
         self._tasks.spawn(self._refresh(gateway), name="dashboard-refresh")
+        await asyncio.sleep(0)  # let the run begin: from now on a Stop drains it
         return gateway
 
     async def wait(self) -> Report:
@@ -321,8 +324,10 @@ class Dashboard:
         """Stop the current run early (it drains gracefully); return its report."""
         if self._run_task is None:
             return self.report
-        self._run_task.cancel()  # the gateway treats this as a request to drain
-        return await self.wait()
+        gateway = self.gateway
+        if gateway is not None and gateway.phase in (GatewayPhase.NEW, GatewayPhase.RUNNING):
+            self._run_task.cancel()  # the gateway treats this as a request to drain
+        return await self.wait()  # already draining: a second cancel would abort it
 
     async def close(self) -> None:
         """Stop everything this dashboard started and wait for it."""
@@ -331,11 +336,12 @@ class Dashboard:
         await self._tasks.shutdown()
 
     async def _finish(self) -> None:
-        """Collect the finished tasks, show the final frame."""
-        while (task := await self._tasks.join_next()) is not None:
-            if task is self._run_task:
-                self.report = task.result()
-        await self._render_now(force=True)
+        """Collect the finished tasks, show the final frame (once, however many wait)."""
+        async with self._finish_lock:
+            while (task := await self._tasks.join_next()) is not None:
+                if task is self._run_task:
+                    self.report = task.result()
+            await self._render_now(force=True)
 
     def _spawn_from_button(self, coro: Any) -> None:
         """Run a button's coroutine as a task owned by this dashboard."""
@@ -382,9 +388,10 @@ class Dashboard:
             return
         self._last_shown = key
         frame = Frame(samples=tuple(gateway.series))
-        started = time.perf_counter()
-        png = await asyncio.to_thread(self._plot.draw, frame)  # off the loop
-        self._render_seconds += time.perf_counter() - started
+        async with self._render_lock:
+            started = time.perf_counter()
+            png = await asyncio.to_thread(self._plot.draw, frame)  # off the loop
+            self._render_seconds += time.perf_counter() - started
         self.image.value = png
         self._frames += 1
 

@@ -56,6 +56,11 @@ __all__ = [
 
 log = logging.getLogger("telemetry_lab.gateway")
 
+UNTHROTTLED_ON_VIRTUAL_CLOCK = (
+    "device_interval=0 (unthrottled devices) never lets a virtual clock advance; "
+    "use a positive device_interval with virtual time"
+)
+
 RESTART_INITIAL = 0.1
 """First delay before a crashed device is restarted (seconds); doubles per crash."""
 RESTART_MAX = 2.0
@@ -160,6 +165,7 @@ class Gateway:
         self.storage: StorageWriter | None = None
         self._started_at = 0.0
         self._stopped_at = 0.0
+        self._drain_requested = False
         self._tasks_started = 0
         self._stopped_cleanly = 0
         self._restarts = 0
@@ -182,15 +188,19 @@ class Gateway:
         config = self.config
         loop = asyncio.get_running_loop()
         if config.device_interval == 0 and isinstance(loop, VirtualTimeEventLoop):
-            raise ValueError(
-                "device_interval=0 (unthrottled devices) never lets a virtual clock advance; "
-                "use a positive device_interval with virtual time"
-            )
+            raise ValueError(UNTHROTTLED_ON_VIRTUAL_CLOCK)
         self._enter(GatewayPhase.RUNNING)
         wall_start = time.perf_counter()
         self._started_at = loop.time()
+        opening = asyncio.ensure_future(ConnectionPool.open(config.db_path, config.db_connections))
         try:
-            self.pool = await ConnectionPool.open(config.db_path, config.db_connections)
+            try:
+                self.pool = await asyncio.shield(opening)
+            except asyncio.CancelledError:
+                # Cancelled while opening the database: finish opening it, then run the
+                # (empty) drain, so the caller still gets a report.
+                self._cancel_requested()
+                self.pool = await opening
         except BaseException:
             self._enter(GatewayPhase.STOPPED)
             self._stopped_at = loop.time()
@@ -238,18 +248,24 @@ class Gateway:
         log.info("🚀 Starting Telemetry Gateway")
         log.info("📊 Watch for device backpressure, storage batching, and client updates")
         try:
-            await self._monitor(tasks, self._started_at + self.config.duration)
+            if not self._drain_requested:
+                await self._monitor(tasks, self._started_at + self.config.duration)
         except asyncio.CancelledError:
-            current = asyncio.current_task()
-            if current is not None:
-                current.uncancel()  # this cancellation is a request to drain, handled here
-            log.warning("🛑 Cancelled: draining gracefully")
+            self._cancel_requested()
         try:
             return await self._drain(tasks)
         except asyncio.CancelledError:
             log.error("🛑 Cancelled again while draining: aborting every task")
             await tasks.shutdown()
             raise
+
+    def _cancel_requested(self) -> None:
+        """Turn a cancellation of the running task into a request to drain."""
+        current = asyncio.current_task()
+        if current is not None:
+            current.uncancel()  # handled here: the task goes on to drain and report
+        self._drain_requested = True
+        log.warning("🛑 Cancelled: draining gracefully")
 
     async def _run_device(self, device: Device) -> None:
         """Supervise one device: restart it with backoff when it crashes."""
@@ -405,6 +421,13 @@ class Gateway:
             )
         current = {name: getattr(self.knobs, name) for name in LIVE_KNOBS}
         knobs = Knobs.from_config(self.config.replace(**{**current, **changes}))
+        if knobs.device_interval == 0 and self.phase is not GatewayPhase.STOPPED:
+            try:
+                on_virtual_clock = isinstance(asyncio.get_running_loop(), VirtualTimeEventLoop)
+            except RuntimeError:
+                on_virtual_clock = False
+            if on_virtual_clock:
+                raise ValueError(UNTHROTTLED_ON_VIRTUAL_CLOCK)
         self._knobs_tx.send_replace(knobs)
         log.info("🎛️ Knobs changed: %s", ", ".join(f"{k}={v!r}" for k, v in changes.items()))
         return knobs

@@ -289,3 +289,19 @@ def test_report_is_frozen_and_serialises(tmp_path: Path) -> None:
         assert field in data, field
     assert data["ok"] is True
     assert "Zero data loss" in report.summary_table()
+
+
+def test_cancelled_while_opening_the_database_still_reports(tmp_path: Path) -> None:
+    db = tmp_path / "t.db"
+
+    async def main() -> Report:
+        task = start(GatewayConfig(db_path=db, duration=60.0))
+        await asyncio.sleep(0)  # the run has begun: it is opening the database in a thread
+        task.cancel()
+        return await task
+
+    report = run_virtual(main)
+    assert report.clean_shutdown
+    assert report.ok
+    assert report.produced == report.stored == len(rows(db)) == 0
+    assert report.tasks_stopped_cleanly == report.tasks_started == 13

@@ -580,3 +580,21 @@ async def test_repr_shows_live_state() -> None:
     assert repr(js) == "<JoinSet tasks=2 finished=1 spawned=2>"
     await js.shutdown()
     assert repr(js) == "<JoinSet tasks=0 finished=0 spawned=2>"
+
+
+async def test_concurrent_joiners_all_return_when_the_set_empties() -> None:
+    """Two tasks waiting in join_next: one gets the task, the other gets None (no hang)."""
+    js: JoinSet[None] = JoinSet()
+    gate = asyncio.Event()
+
+    async def job() -> None:
+        await gate.wait()
+
+    task = js.spawn(job())
+    first = asyncio.create_task(js.join_next())
+    second = asyncio.create_task(js.join_next())
+    await asyncio.sleep(0)
+    gate.set()
+    results = await asyncio.gather(first, second)
+    assert sorted(results, key=lambda r: r is None) == [task, None]
+    assert len(js) == 0

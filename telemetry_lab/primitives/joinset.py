@@ -18,7 +18,7 @@ from dataclasses import dataclass
 from types import TracebackType
 from typing import Any, Generic, TypeVar
 
-from telemetry_lab.primitives._private import remove_waiter, wake_first
+from telemetry_lab.primitives._private import remove_waiter, wake_all, wake_first
 
 __all__ = ["JoinSet", "JoinSetStatistics"]
 
@@ -86,6 +86,8 @@ class JoinSet(Generic[T]):
         self._queued.discard(task)
         self._tasks.discard(task)
         self._joined += 1
+        if not self._tasks:
+            wake_all(self._waiters)  # other joiners get None instead of waiting forever
         return task
 
     def try_join_next(self) -> asyncio.Task[T] | None:
@@ -149,6 +151,7 @@ class JoinSet(Generic[T]):
         self._tasks.clear()
         self._done.clear()
         self._queued.clear()
+        wake_all(self._waiters)
 
     def statistics(self) -> JoinSetStatistics:
         """Return a snapshot of this set."""
