@@ -9,6 +9,7 @@ in `telemetry_lab.errors`. All are re-exported here.
 import logging
 
 from telemetry_lab.config import LIVE_KNOBS, GatewayConfig, Knobs
+from telemetry_lab.dashboard import Dashboard
 from telemetry_lab.errors import (
     ChannelClosed,
     ChannelEmpty,
@@ -73,6 +74,7 @@ __all__ = [
     "ChannelFull",
     "ChannelStatistics",
     "ClientSummary",
+    "Dashboard",
     "DeviceCrashed",
     "Gateway",
     "GatewayConfig",
