@@ -37,6 +37,8 @@ bench: $(STAMP)
 	$(BIN)/python bench/primitives.py
 	$(BIN)/python bench/gateway.py
 	$(BIN)/python bench/faults.py
+	$(BIN)/python bench/dashboard.py
+	$(BIN)/python bench/notebooks.py
 
 lab: $(STAMP)
 	$(BIN)/jupyter lab notebooks/
