@@ -10,11 +10,11 @@ import asyncio
 import math
 import random
 import statistics
-from collections.abc import Coroutine
 from dataclasses import dataclass
-from typing import Any, TypeVar
+from typing import TypeVar
 
 import pytest
+from support import settle, vrun
 
 from telemetry_lab.aggregator import Aggregator, AggregatorStatistics
 from telemetry_lab.errors import ChannelClosed, ChannelEmpty
@@ -29,28 +29,10 @@ from telemetry_lab.primitives import (
     channel,
     watch,
 )
-from telemetry_lab.virtual_time import VirtualTimeEventLoop
 
 T = TypeVar("T")
 
 CLOSED = r"^channel closed$"
-
-
-def vrun(coro: Coroutine[Any, Any, T]) -> T:
-    """Run `coro` on a fresh virtual-time loop, failing (not hanging) if it gets stuck."""
-
-    async def guarded() -> T:
-        async with asyncio.timeout(1_000):
-            return await coro
-
-    with asyncio.Runner(loop_factory=VirtualTimeEventLoop) as runner:
-        return runner.run(guarded())
-
-
-async def settle(n: int = 5) -> None:
-    """Let every ready task run a few steps without advancing any timer."""
-    for _ in range(n):
-        await asyncio.sleep(0)
 
 
 def reading(

@@ -16,6 +16,7 @@ import weakref
 from typing import Any
 
 import pytest
+from support import settle
 
 import telemetry_lab
 import telemetry_lab.primitives
@@ -43,12 +44,6 @@ class Payload:
 
     def __init__(self, name: str) -> None:
         self.name = name
-
-
-async def settle(n: int = 5) -> None:
-    """Let every ready task run, `n` loop iterations deep."""
-    for _ in range(n):
-        await asyncio.sleep(0)
 
 
 def assert_empty(rx: Rx) -> None:

@@ -3,37 +3,16 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Coroutine
-from typing import Any, TypeVar
 
 import pytest
+from support import settle, vrun
 
 from telemetry_lab.client import Client, ClientStatistics
 from telemetry_lab.errors import ChannelClosed
 from telemetry_lab.models import ClientSummary, StateUpdate
 from telemetry_lab.primitives import broadcast
-from telemetry_lab.virtual_time import VirtualTimeEventLoop
-
-T = TypeVar("T")
 
 RECEIVER_CLOSED = r"^receiver is closed$"
-
-
-def vrun(coro: Coroutine[Any, Any, T]) -> T:
-    """Run `coro` on a fresh virtual-time loop, failing (not hanging) if it gets stuck."""
-
-    async def guarded() -> T:
-        async with asyncio.timeout(1_000):
-            return await coro
-
-    with asyncio.Runner(loop_factory=VirtualTimeEventLoop) as runner:
-        return runner.run(guarded())
-
-
-async def settle(n: int = 5) -> None:
-    """Let every ready task run a few steps without advancing any timer."""
-    for _ in range(n):
-        await asyncio.sleep(0)
 
 
 def update(n: int) -> StateUpdate:

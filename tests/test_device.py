@@ -8,37 +8,16 @@ from __future__ import annotations
 
 import asyncio
 import itertools
-from collections.abc import Coroutine
 from dataclasses import dataclass
-from typing import Any, TypeVar
 
 import pytest
+from support import settle, vrun
 
 from telemetry_lab.device import Device, DeviceStatistics
 from telemetry_lab.errors import ChannelClosed
 from telemetry_lab.metrics import MeteredSemaphore
 from telemetry_lab.models import Reading
 from telemetry_lab.primitives import Receiver, Sender, WatchSender, channel, watch
-from telemetry_lab.virtual_time import VirtualTimeEventLoop
-
-T = TypeVar("T")
-
-
-def vrun(coro: Coroutine[Any, Any, T]) -> T:
-    """Run `coro` on a fresh virtual-time loop, failing (not hanging) if it gets stuck."""
-
-    async def guarded() -> T:
-        async with asyncio.timeout(1_000):
-            return await coro
-
-    with asyncio.Runner(loop_factory=VirtualTimeEventLoop) as runner:
-        return runner.run(guarded())
-
-
-async def settle(n: int = 5) -> None:
-    """Let every ready task run a few steps without advancing any timer."""
-    for _ in range(n):
-        await asyncio.sleep(0)
 
 
 @dataclass

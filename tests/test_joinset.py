@@ -14,15 +14,10 @@ from contextlib import contextmanager
 from typing import Any
 
 import pytest
+from support import settle
 
 from telemetry_lab import JoinSet, JoinSetStatistics
 from telemetry_lab import primitives as prims
-
-
-async def settle(n: int = 5) -> None:
-    """Let every ready task (and its done callbacks) run for `n` loop iterations."""
-    for _ in range(n):
-        await asyncio.sleep(0)
 
 
 async def wait_for(fut: asyncio.Future[Any]) -> Any:

@@ -8,34 +8,14 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
-from collections.abc import Coroutine
-from typing import Any, TypeVar
+from typing import Any
 
 import pytest
+from support import settle, vrun
 
 from telemetry_lab.metrics import MeteredSemaphore, MetricsSeries, Sample, SemaphoreStatistics
-from telemetry_lab.virtual_time import VirtualTimeEventLoop
-
-T = TypeVar("T")
 
 OVER_RELEASE = r"^MeteredSemaphore released more times than it was acquired$"
-
-
-def vrun(coro: Coroutine[Any, Any, T]) -> T:
-    """Run `coro` on a fresh virtual-time loop, failing (not hanging) if it gets stuck."""
-
-    async def guarded() -> T:
-        async with asyncio.timeout(1_000):
-            return await coro
-
-    with asyncio.Runner(loop_factory=VirtualTimeEventLoop) as runner:
-        return runner.run(guarded())
-
-
-async def settle(n: int = 5) -> None:
-    """Let every ready task run a few steps without advancing any timer."""
-    for _ in range(n):
-        await asyncio.sleep(0)
 
 
 def stats(

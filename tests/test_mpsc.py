@@ -16,6 +16,7 @@ from typing import Any
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
+from support import settle
 
 import telemetry_lab
 from telemetry_lab import primitives
@@ -25,12 +26,6 @@ from telemetry_lab.primitives.mpsc import ChannelStatistics, Receiver, Sender, c
 CLOSED = r"^channel closed$"
 FULL = r"^channel full$"
 EMPTY = r"^channel empty$"
-
-
-async def settle(n: int = 5) -> None:
-    """Let every ready task run `n` rounds without advancing any timer."""
-    for _ in range(n):
-        await asyncio.sleep(0)
 
 
 def drain(rx: Receiver[Any]) -> list[Any]:

@@ -13,6 +13,7 @@ from collections.abc import Awaitable, Coroutine
 from typing import Any, TypeVar
 
 import pytest
+from support import settle
 
 import telemetry_lab
 from telemetry_lab import primitives
@@ -21,12 +22,6 @@ from telemetry_lab.primitives import Notified, Notify, NotifyStatistics
 T = TypeVar("T")
 
 ALREADY_AWAITED = r"^this notified\(\) was already awaited; call notified\(\) again$"
-
-
-async def settle(n: int = 5) -> None:
-    """Let every ready task run a few steps."""
-    for _ in range(n):
-        await asyncio.sleep(0)
 
 
 async def poll(coro: Coroutine[Any, Any, T]) -> asyncio.Task[T]:

@@ -14,6 +14,7 @@ import random
 from typing import Any
 
 import pytest
+from support import settle
 
 from telemetry_lab import (
     Branch,
@@ -34,12 +35,6 @@ from telemetry_lab import (
 )
 from telemetry_lab import primitives as prims
 from telemetry_lab.errors import ChannelClosed, Lagged
-
-
-async def settle(n: int = 5) -> None:
-    """Let every ready task (and its done callbacks) run for `n` loop iterations."""
-    for _ in range(n):
-        await asyncio.sleep(0)
 
 
 def ready_future(value: Any) -> asyncio.Future[Any]:

@@ -12,13 +12,14 @@ import asyncio
 import re
 import sqlite3
 import threading
-from collections.abc import Coroutine, Sequence
+from collections.abc import Sequence
 from contextlib import closing
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any
 
 import pytest
+from support import vrun
 
 from telemetry_lab import storage
 from telemetry_lab.errors import ChannelClosed
@@ -26,26 +27,6 @@ from telemetry_lab.metrics import SemaphoreStatistics
 from telemetry_lab.models import Reading
 from telemetry_lab.primitives import Receiver, Sender, channel
 from telemetry_lab.storage import ConnectionPool, StorageStatistics, StorageWriter, insert_batch
-from telemetry_lab.virtual_time import VirtualTimeEventLoop
-
-T = TypeVar("T")
-
-
-def vrun(coro: Coroutine[Any, Any, T]) -> T:
-    """Run `coro` on a fresh virtual-time loop, failing (not hanging) if it gets stuck."""
-
-    async def guarded() -> T:
-        async with asyncio.timeout(1_000):
-            return await coro
-
-    with asyncio.Runner(loop_factory=VirtualTimeEventLoop) as runner:
-        return runner.run(guarded())
-
-
-async def settle(n: int = 5) -> None:
-    """Let every ready task run a few steps without advancing any timer."""
-    for _ in range(n):
-        await asyncio.sleep(0)
 
 
 def reading(device_id: int, seq: int, ts: float = 0.0) -> Reading:

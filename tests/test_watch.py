@@ -12,6 +12,7 @@ from collections.abc import Coroutine
 from typing import Any, TypeVar
 
 import pytest
+from support import settle
 
 import telemetry_lab
 from telemetry_lab import primitives
@@ -23,12 +24,6 @@ T = TypeVar("T")
 CLOSED = r"^channel closed$"
 SENDER_CLOSED = r"^sender handle is closed$"
 RECEIVER_CLOSED = r"^receiver is closed$"
-
-
-async def settle(n: int = 5) -> None:
-    """Let every ready task run a few steps."""
-    for _ in range(n):
-        await asyncio.sleep(0)
 
 
 async def poll(coro: Coroutine[Any, Any, T]) -> asyncio.Task[T]:
