@@ -29,7 +29,7 @@ import time
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from telemetry_lab.config import LIVE_KNOBS, GatewayConfig
+from telemetry_lab.config import GatewayConfig
 from telemetry_lab.gateway import Gateway, GatewayPhase
 from telemetry_lab.metrics import Sample
 from telemetry_lab.models import Report
@@ -99,7 +99,6 @@ class _Plot:
         (depth, updates), (storage, permits) = self.figure.subplots(2, 2)
         batches_axis = storage.twinx()
         self.axes = (depth, updates, storage, batches_axis, permits)
-        self._batch_size = config.batch_size
 
         def line(ax: Any, **style: Any) -> Any:
             return ax.plot([], [], animated=True, **style)[0]
@@ -302,7 +301,6 @@ class Dashboard:
         """Start a gateway run with the current knob values, and the live refresh."""
         if self.running:
             raise RuntimeError("a gateway is already running on this dashboard; stop it first")
-        assert all(k in LIVE_KNOBS for k in self.sliders)
         self._loop = asyncio.get_running_loop()
         config = self.config.replace(**self._knob_changes())
         self.gateway = gateway = Gateway(config)
