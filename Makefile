@@ -1,5 +1,7 @@
 # telemetry_lab — every target creates and fills .venv itself on first use.
-#   make test    lint (ruff), types (mypy --strict), tests (pytest)
+#   make test    lint (ruff), types (mypy --strict) once, then pytest on every CPython >= 3.11
+#                found (each in its own venv under .venvs/; CI=true requires 3.11-3.13)
+#   make pytest-here   pytest in .venv only (PYTEST_ARGS="-x tests/test_mpsc.py" to narrow)
 #   make demo    run the demo
 #   make bench   run the benchmarks (same-run ratios)
 #   make lab     open the workshop notebooks in JupyterLab
@@ -9,7 +11,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: test lint typecheck pytest demo bench lab clean
+.PHONY: test lint typecheck pytest pytest-here demo bench lab clean
 
 $(STAMP): pyproject.toml
 	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info >= (3, 11) else "telemetry_lab needs Python >= 3.11; $(PYTHON) is " + sys.version.split()[0] + ". Run: make PYTHON=python3.12 ...")'
@@ -28,7 +30,10 @@ typecheck: $(STAMP)
 	$(BIN)/mypy
 
 pytest: $(STAMP)
-	$(BIN)/pytest
+	$(BIN)/python tools/matrix.py $(if $(PYTEST_ARGS),-- $(PYTEST_ARGS))
+
+pytest-here: $(STAMP)
+	$(BIN)/pytest $(PYTEST_ARGS)
 
 demo: $(STAMP)
 	$(BIN)/python -m telemetry_lab
@@ -44,4 +49,4 @@ lab: $(STAMP)
 	$(BIN)/jupyter lab notebooks/
 
 clean:
-	rm -rf $(VENV) .mypy_cache .pytest_cache .ruff_cache .hypothesis build *.egg-info
+	rm -rf $(VENV) .venvs .mypy_cache .pytest_cache .ruff_cache .hypothesis build *.egg-info

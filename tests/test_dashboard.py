@@ -7,6 +7,7 @@ synthetic frames directly.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import io
 import sqlite3
 import subprocess
@@ -45,7 +46,7 @@ def short_config(tmp_path: Path, **changes: Any) -> GatewayConfig:
 
 
 def db_count(path: Path) -> int:
-    with sqlite3.connect(path) as conn:
+    with contextlib.closing(sqlite3.connect(path)) as conn:
         return int(conn.execute("SELECT COUNT(*) FROM readings").fetchone()[0])
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import dataclasses
 import re
 import sqlite3
@@ -28,7 +29,7 @@ LIVE_LIST = (
 
 
 def db_rows(path: Path) -> list[tuple[Any, ...]]:
-    with sqlite3.connect(path) as conn:
+    with contextlib.closing(sqlite3.connect(path)) as conn:
         return conn.execute("SELECT * FROM readings ORDER BY device_id, seq").fetchall()
 
 

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import random
+import selectors
 import threading
 import time
 from collections.abc import Callable, Coroutine
@@ -376,3 +377,119 @@ def test_works_with_asyncio_runner_and_keeps_its_clock_across_runs() -> None:
         assert runner.run(nap(5)) == 15.0
         assert loop.time() == 15.0
     assert loop.is_closed()
+
+
+def test_runner_close_joins_a_running_thread_job_without_a_warning() -> None:
+    """Closing the runner waits for the executor's threads in real time, clock still.
+
+    On 3.12.7+ and 3.13 asyncio waits for the join under a 300 s timeout on the loop's
+    clock; a virtual clock used to jump it at once ("The executor did not finishing joining
+    its threads", and the executor abandoned). pytest turns that warning into an error.
+    """
+    finished = threading.Event()
+
+    def slow() -> None:
+        time.sleep(0.1)
+        finished.set()
+
+    async def main() -> float:
+        loop = asyncio.get_running_loop()
+        loop.run_in_executor(None, slow)  # still running when main returns
+        return loop.time()
+
+    with asyncio.Runner(loop_factory=VirtualTimeEventLoop) as runner:
+        assert runner.run(main()) == 0.0
+        loop = runner.get_loop()
+    assert finished.is_set()
+    assert loop.time() == 0.0
+
+
+# --- the private asyncio details this module relies on (see its docstring) ---------------
+# Each test checks asyncio itself, on a plain SelectorEventLoop, so that a CPython change
+# that breaks the virtual clock fails here, by name, first.
+
+
+class _RecordingSelector(selectors.DefaultSelector):  # type: ignore[misc,valid-type]
+    def __init__(self) -> None:
+        super().__init__()
+        self.timeouts: list[float | None] = []
+
+    def select(self, timeout: float | None = None) -> Any:
+        self.timeouts.append(timeout)
+        return super().select(timeout)
+
+
+def test_relies_on_run_once_passing_the_time_to_the_next_timer_to_select() -> None:
+    selector = _RecordingSelector()
+    loop = asyncio.SelectorEventLoop(selector)
+    try:
+        loop.call_later(0.05, loop.stop)
+        del selector.timeouts[:]
+        loop.run_forever()
+        waits = [t for t in selector.timeouts if t]
+        assert waits, selector.timeouts
+        assert 0 < waits[0] <= 0.05
+
+        del selector.timeouts[:]
+        loop.call_soon(loop.stop)
+        loop.run_forever()
+        assert selector.timeouts[0] == 0  # callbacks ready: poll, do not wait
+    finally:
+        loop.close()
+
+
+def test_relies_on_select_timeout_none_when_no_timer_is_scheduled() -> None:
+    selector = _RecordingSelector()
+    loop = asyncio.SelectorEventLoop(selector)
+    try:
+        threading.Timer(0.02, loop.call_soon_threadsafe, args=(loop.stop,)).start()
+        del selector.timeouts[:]
+        loop.run_forever()
+        assert selector.timeouts[0] is None
+    finally:
+        loop.close()
+
+
+def test_relies_on_the_scheduled_heap_timer_handles_and_check_closed() -> None:
+    loop = asyncio.SelectorEventLoop()
+    try:
+        handle = loop.call_at(loop.time() + 10, lambda: None)
+        scheduled = loop._scheduled  # type: ignore[attr-defined]
+        assert isinstance(scheduled, list)
+        assert handle in scheduled
+        assert handle._scheduled is True  # type: ignore[attr-defined]
+        assert scheduled[0] is min(scheduled)  # a heap ordered by TimerHandle.__lt__
+        own = asyncio.TimerHandle(1.0, print, (), loop, None)
+        assert own.when() == 1.0
+        loop._check_closed()  # type: ignore[attr-defined]
+    finally:
+        loop.close()
+    with pytest.raises(RuntimeError, match="closed"):
+        loop._check_closed()  # type: ignore[attr-defined]
+
+
+def test_relies_on_to_thread_going_through_run_in_executor() -> None:
+    calls: list[object] = []
+
+    class Counting(asyncio.SelectorEventLoop):
+        def run_in_executor(self, executor: Any, func: Any, *args: Any) -> Any:
+            calls.append(func)
+            return super().run_in_executor(executor, func, *args)
+
+    with asyncio.Runner(loop_factory=Counting) as runner:
+        assert runner.run(asyncio.to_thread(lambda: 7)) == 7
+    assert len(calls) == 1
+
+
+def test_relies_on_runner_close_calling_shutdown_default_executor() -> None:
+    calls: list[tuple[Any, ...]] = []
+
+    class Recording(asyncio.SelectorEventLoop):
+        async def shutdown_default_executor(self, *args: Any) -> None:
+            calls.append(args)
+            await super().shutdown_default_executor(*args)
+
+    with asyncio.Runner(loop_factory=Recording) as runner:
+        runner.run(asyncio.to_thread(lambda: None))
+    assert len(calls) == 1
+    assert calls[0] in ((), (300,))  # 3.11: no timeout; 3.12+: THREAD_JOIN_TIMEOUT
