@@ -9,6 +9,7 @@ The exception tree::
         ├── ChannelFull      a non-blocking send found no free slot; `.value`: unsent value
         ├── Lagged           a broadcast receiver fell behind; `.skipped` values overwritten
         └── NoReceivers      a send found nobody listening; `.value`: unsent value
+    FutureCancelled          the task an `on_done()` branch watched was cancelled; `.future`
     LoopAlreadyRunning       (also a RuntimeError) a blocking call inside a running loop
     StorageError             a batch could not be written
     └── TransientStorageError  a write failed but may succeed if retried; `.inserted` rows
@@ -27,6 +28,7 @@ __all__ = [
     "ChannelError",
     "ChannelFull",
     "DeviceCrashed",
+    "FutureCancelled",
     "Lagged",
     "LoopAlreadyRunning",
     "NoReceivers",
@@ -89,6 +91,19 @@ class NoReceivers(ChannelError):
     def __init__(self, message: str = "no receivers", *, value: object = None) -> None:
         super().__init__(message)
         self.value = value
+
+
+class FutureCancelled(TelemetryLabError):
+    """The task or future that an `on_done()` branch of `select` watched was cancelled.
+
+    `select` raises this instead of the future's `CancelledError`: re-raising that would make
+    the selecting task look cancelled, although nobody cancelled it. `.future` is the
+    cancelled future.
+    """
+
+    def __init__(self, future: object) -> None:
+        super().__init__(f"the future watched by on_done() was cancelled: {future!r}")
+        self.future = future
 
 
 class LoopAlreadyRunning(TelemetryLabError, RuntimeError):

@@ -201,7 +201,7 @@ class VirtualTimeEventLoop(asyncio.SelectorEventLoop):
         future.add_done_callback(on_future_done)
         return future
 
-    async def shutdown_default_executor(self, timeout: float | None = None) -> None:
+    async def shutdown_default_executor(self, timeout: float | None = None) -> None:  # noqa: ASYNC109 (asyncio's signature)
         """Join the default executor's threads, in real time, with the clock standing still.
 
         asyncio waits for the joining thread under `timeout` on the loop's own clock

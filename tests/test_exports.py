@@ -60,6 +60,7 @@ def test_errors_are_reexported_and_form_one_tree() -> None:
         "TelemetryLabError",
         "LoopAlreadyRunning",
         "DeviceCrashed",
+        "FutureCancelled",
         "StorageError",
         "TransientStorageError",
     }

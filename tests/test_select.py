@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+import math
 import random
 from typing import Any
 
@@ -34,7 +35,7 @@ from telemetry_lab import (
     watch,
 )
 from telemetry_lab import primitives as prims
-from telemetry_lab.errors import ChannelClosed, Lagged
+from telemetry_lab.errors import ChannelClosed, FutureCancelled, Lagged
 
 
 def ready_future(value: Any) -> asyncio.Future[Any]:
@@ -566,6 +567,50 @@ async def test_on_done_raises_the_futures_exception() -> None:
     fut.set_exception(KeyError("k"))
     with pytest.raises(KeyError):
         await select(on_recv(filled()), on_done(fut))
+
+
+async def test_on_done_of_a_cancelled_task_raises_future_cancelled_not_cancelled_error() -> None:
+    """Nobody cancelled the selecting task: it must not see a CancelledError."""
+    job = asyncio.create_task(asyncio.sleep(100))
+    await settle()
+    job.cancel()
+    with pytest.raises(FutureCancelled, match=r"^the future watched by on_done\(\) was cancelled"):
+        await select(on_done(job), on_recv(filled()))
+    current = asyncio.current_task()
+    assert current is not None
+    assert current.cancelling() == 0
+    with pytest.raises(FutureCancelled) as raised:
+        await select(on_done(job))
+    assert raised.value.future is job
+    await asyncio.sleep(0)  # still running normally: no cancellation was delivered
+
+
+@pytest.mark.parametrize(
+    ("make", "message"),
+    [
+        (lambda: on_timeout(math.nan), r"^seconds must be a finite number, got nan$"),
+        (
+            lambda: on_timeout(math.inf),
+            r"^seconds must be a finite number, got inf; to wait without a limit, "
+            r"leave the branch out$",
+        ),
+        (lambda: on_timeout(10**400), r"^seconds must be a finite number, got an integer too"),
+        (lambda: on_deadline(math.nan), r"^when must be a finite number, got nan$"),
+        (lambda: on_deadline(-math.inf), r"^when must be a finite number, got -inf$"),
+        (lambda: on_deadline(10**400), r"^when must be a finite number, got an integer too"),
+    ],
+    ids=["timeout-nan", "timeout-inf", "timeout-huge", "deadline-nan", "deadline-inf", "huge"],
+)
+def test_non_finite_or_huge_times_are_refused(make: Any, message: str) -> None:
+    """`on_timeout(nan)` used to spin the CPU forever; huge ints raised OverflowError later."""
+    with pytest.raises(ValueError, match=message):
+        make()
+
+
+@pytest.mark.parametrize("bad", ["1", None, True])
+def test_times_of_the_wrong_type_are_refused(bad: Any) -> None:
+    with pytest.raises(TypeError, match=r"^seconds must be a number of seconds, got "):
+        on_timeout(bad)
 
 
 # --- watch, notify, broadcast -------------------------------------------------------------

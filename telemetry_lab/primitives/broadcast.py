@@ -18,7 +18,7 @@ from dataclasses import dataclass
 from typing import Any, Generic, TypeVar
 
 from telemetry_lab.errors import ChannelClosed, ChannelEmpty, Lagged, NoReceivers
-from telemetry_lab.primitives._private import ClosingHandle, remove_waiter, wake_all
+from telemetry_lab.primitives._private import ClosingHandle, LoopBinding, remove_waiter, wake_all
 
 __all__ = [
     "BroadcastReceiver",
@@ -30,7 +30,6 @@ __all__ = [
 
 T = TypeVar("T")
 T_co = TypeVar("T_co", covariant=True)
-T_contra = TypeVar("T_contra", contravariant=True)
 
 _EMPTY: Any = object()  # a slot whose value every receiver has read (released)
 
@@ -79,6 +78,7 @@ class _BroadcastState(Generic[T]):
     """
 
     __slots__ = (
+        "binding",
         "capacity",
         "closed_waiters",
         "open_senders",
@@ -93,6 +93,7 @@ class _BroadcastState(Generic[T]):
 
     def __init__(self, capacity: int) -> None:
         self.capacity = capacity
+        self.binding = LoopBinding("broadcast channel")
         self.slots: list[T] = [_EMPTY] * capacity
         self.remaining: list[int] = [0] * capacity
         self.tail = 0
@@ -125,12 +126,13 @@ class _BroadcastState(Generic[T]):
         )
 
 
-class BroadcastSender(ClosingHandle, Generic[T_contra]):
+class BroadcastSender(ClosingHandle, Generic[T]):
     """The sending half of a broadcast channel; `send` never waits.
 
     A broadcast is not a queue: a value reaches only the receivers subscribed when it was
     sent, and a slow receiver loses the oldest values (`Lagged`) instead of slowing the
-    sender.
+    sender. The item type is invariant (not contravariant like an mpsc `Sender`), because
+    `subscribe()` hands out receivers of the same type.
     """
 
     __slots__ = ("_closed", "_state")
@@ -140,7 +142,7 @@ class BroadcastSender(ClosingHandle, Generic[T_contra]):
         self._closed = False
         state.open_senders += 1
 
-    def send(self, value: T_contra) -> int:
+    def send(self, value: T) -> int:
         """Store `value` for every current receiver and wake those waiting.
 
         Returns:
@@ -156,6 +158,8 @@ class BroadcastSender(ClosingHandle, Generic[T_contra]):
         receivers = st.receivers
         if receivers == 0:
             raise NoReceivers(value=value)
+        if st.recv_waiters:
+            st.binding.check()  # before the value is stored: a misuse sends nothing
         slot = st.tail % st.capacity
         if st.remaining[slot] == 0:
             st.queued += 1  # otherwise an unread value is overwritten: one out, one in
@@ -166,7 +170,7 @@ class BroadcastSender(ClosingHandle, Generic[T_contra]):
             wake_all(st.recv_waiters)
         return receivers
 
-    def subscribe(self) -> BroadcastReceiver[T_contra]:
+    def subscribe(self) -> BroadcastReceiver[T]:
         """Return a new receiver that sees only values sent after this call."""
         if self._closed:
             raise ChannelClosed("sender handle is closed")
@@ -176,7 +180,7 @@ class BroadcastSender(ClosingHandle, Generic[T_contra]):
         """Wait until no receiver is subscribed (return at once if none is)."""
         st = self._state
         while st.receivers:
-            fut: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
+            fut: asyncio.Future[Any] = st.binding.bind().create_future()
             st.closed_waiters.append(fut)
             try:
                 await fut
@@ -184,7 +188,7 @@ class BroadcastSender(ClosingHandle, Generic[T_contra]):
                 if fut.cancelled():
                     remove_waiter(st.closed_waiters, fut)
 
-    def clone(self) -> BroadcastSender[T_contra]:
+    def clone(self) -> BroadcastSender[T]:
         """Return another sender handle for the same channel."""
         if self._closed:
             raise ChannelClosed("sender handle is closed")
@@ -194,8 +198,10 @@ class BroadcastSender(ClosingHandle, Generic[T_contra]):
         """Close this handle (idempotent); the last one closes the channel for receivers."""
         if self._closed:
             return
-        self._closed = True
         st = self._state
+        if st.open_senders == 1 and st.recv_waiters:
+            st.binding.check()
+        self._closed = True
         st.open_senders -= 1
         if st.open_senders == 0:
             wake_all(st.recv_waiters)
@@ -292,7 +298,7 @@ class BroadcastReceiver(ClosingHandle, Generic[T_co]):
         """
         st = self._state
         while not self._closed and self._cursor == st.tail and st.open_senders:
-            fut: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
+            fut: asyncio.Future[Any] = st.binding.bind().create_future()
             st.recv_waiters.append(fut)
             try:
                 await fut
@@ -311,8 +317,10 @@ class BroadcastReceiver(ClosingHandle, Generic[T_co]):
         """Unsubscribe (idempotent): unread values are released for this receiver."""
         if self._closed:
             return
-        self._closed = True
         st = self._state
+        if st.recv_waiters or (st.receivers == 1 and st.closed_waiters):
+            st.binding.check()
+        self._closed = True
         st.receivers -= 1
         st.release_range(self._cursor)
         wake_all(st.recv_waiters)  # a recv() waiting on this handle must see the close

@@ -6,7 +6,13 @@ order, and leaving `async with JoinSet()` cancels and awaits whatever is left.
 
 Compare `asyncio.TaskGroup`: a TaskGroup is fail-fast (one failure cancels the siblings and
 the body) and waits for every task on exit. A JoinSet leaves failures to the caller, who
-sees each finished task and decides.
+sees each finished task and decides. Like a TaskGroup, it never lets its tasks outlive it:
+`shutdown()` (and so leaving `async with`) keeps waiting for them even if it is cancelled
+again meanwhile, and only then lets the cancellation through.
+
+Completion order is exact: each task records itself, in its last step, as it finishes, so
+several tasks finishing in the same loop iteration are joined in the order they finished
+(a done-callback would run one iteration later, and a scan of the set would be unordered).
 """
 
 from __future__ import annotations
@@ -16,9 +22,9 @@ from collections import deque
 from collections.abc import Coroutine
 from dataclasses import dataclass
 from types import TracebackType
-from typing import Any, Generic, TypeVar
+from typing import Any, Generic, TypeVar, cast
 
-from telemetry_lab.primitives._private import remove_waiter, wake_all, wake_first
+from telemetry_lab.primitives._private import LoopBinding, remove_waiter, wake_all, wake_first
 
 __all__ = ["JoinSet", "JoinSetStatistics"]
 
@@ -48,10 +54,23 @@ class JoinSet(Generic[T]):
     `shutdown()` (and leaving `async with`) cancels and awaits every task still in it.
     """
 
-    __slots__ = ("_done", "_joined", "_queued", "_spawned", "_tasks", "_waiters")
+    __slots__ = (
+        "_binding",
+        "_done",
+        "_joined",
+        "_queued",
+        "_spawned",
+        "_tasks",
+        "_unstarted",
+        "_waiters",
+    )
 
     def __init__(self) -> None:
+        self._binding = LoopBinding("JoinSet")
         self._tasks: set[asyncio.Task[T]] = set()
+        # Tasks whose coroutine has not run yet, with it (in spawn order): one cancelled
+        # now finishes without ever reaching `_finish_in_order`.
+        self._unstarted: dict[asyncio.Task[T], Coroutine[Any, Any, T]] = {}
         self._done: deque[asyncio.Task[T]] = deque()  # finished, in completion order
         self._queued: set[asyncio.Task[T]] = set()  # the members of _done
         self._waiters: deque[asyncio.Future[Any]] = deque()
@@ -59,27 +78,52 @@ class JoinSet(Generic[T]):
         self._joined = 0
 
     def spawn(self, coro: Coroutine[Any, Any, T], name: str | None = None) -> asyncio.Task[T]:
-        """Start `coro` as a task owned by this set and return the task."""
-        task = asyncio.get_running_loop().create_task(coro, name=name)
+        """Start `coro` as a task owned by this set and return the task.
+
+        Raises:
+            TypeError: `coro` is not a coroutine.
+            RuntimeError: the set's tasks run on another event loop.
+        """
+        if not asyncio.iscoroutine(coro):
+            raise TypeError(f"spawn() needs a coroutine, got {coro!r}")
+        loop = self._binding.bind()
+        task: asyncio.Task[T] = loop.create_task(self._finish_in_order(coro), name=name)
         self._tasks.add(task)
+        if not task.done():  # (an eager task factory may already have run it)
+            self._unstarted[task] = coro
         self._spawned += 1
         task.add_done_callback(self._on_done)
         return task
 
-    def _on_done(self, task: asyncio.Task[T]) -> None:
+    async def _finish_in_order(self, coro: Coroutine[Any, Any, T]) -> T:
+        """Run `coro`; as its task finishes (in that same step), queue it for joining."""
+        task = cast("asyncio.Task[T]", asyncio.current_task())
+        self._unstarted.pop(task, None)
+        try:
+            return await coro
+        finally:
+            self._queue_finished(task)
+
+    def _queue_finished(self, task: asyncio.Task[T]) -> None:
         if task in self._tasks and task not in self._queued:
             self._done.append(task)
             self._queued.add(task)
             wake_first(self._waiters)
 
+    def _on_done(self, task: asyncio.Task[T]) -> None:
+        # Usually a no-op: the task queued itself as it finished. Not if it was cancelled
+        # before its first step: then its coroutine never ran (close it, or Python warns
+        # that it was never awaited).
+        coro = self._unstarted.pop(task, None)
+        if coro is not None:
+            coro.close()
+        self._queue_finished(task)
+
     def _collect_finished(self) -> None:
-        # A task is done one loop iteration before its done callback runs; a caller who
-        # saw `task.done()` must be able to join it now.
-        if not self._done:
-            for task in self._tasks:
-                if task.done() and task not in self._queued:
-                    self._done.append(task)
-                    self._queued.add(task)
+        # A task cancelled before its first step is done one loop iteration before its
+        # done callback runs; a caller who saw `task.done()` must be able to join it now.
+        for task in [t for t in self._unstarted if t.done()]:
+            self._on_done(task)
 
     def _take(self) -> asyncio.Task[T]:
         task = self._done.popleft()
@@ -105,7 +149,7 @@ class JoinSet(Generic[T]):
         while not self._done:
             if not self._tasks:
                 return None
-            fut: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
+            fut: asyncio.Future[Any] = self._binding.bind().create_future()
             self._waiters.append(fut)
             try:
                 await fut
@@ -123,12 +167,24 @@ class JoinSet(Generic[T]):
             task.cancel()
 
     async def shutdown(self) -> None:
-        """Cancel every task and wait for all of them; the set is empty afterwards."""
+        """Cancel every task and wait for all of them; the set is empty afterwards.
+
+        If the caller is cancelled meanwhile, the tasks are still waited for (a task must not
+        outlive its owner), without cancelling them again, which would cut their clean-up
+        short, as `asyncio.TaskGroup` does; then the cancellation propagates.
+        """
         self.abort_all()
+        cancelled: asyncio.CancelledError | None = None
         while self._tasks:
-            task = await self.join_next()
+            try:
+                task = await self.join_next()
+            except asyncio.CancelledError as exc:
+                cancelled = exc
+                continue
             if task is not None and not task.cancelled():
                 task.exception()  # consumed: a shut-down task's failure is not reported
+        if cancelled is not None:
+            raise cancelled
 
     async def join_all(self) -> list[T]:
         """Wait for every task and return their results in completion order.
@@ -149,6 +205,7 @@ class JoinSet(Generic[T]):
         for task in self._tasks:
             task.remove_done_callback(self._on_done)
         self._tasks.clear()
+        self._unstarted.clear()
         self._done.clear()
         self._queued.clear()
         wake_all(self._waiters)

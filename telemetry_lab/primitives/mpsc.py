@@ -20,6 +20,7 @@ from typing import Any, Generic, TypeVar
 from telemetry_lab.errors import ChannelClosed, ChannelEmpty, ChannelFull
 from telemetry_lab.primitives._private import (
     ClosingHandle,
+    LoopBinding,
     remove_waiter,
     wake_all,
     wake_first,
@@ -69,6 +70,7 @@ class _ChannelState(Generic[T]):
     """State shared by the handles of one channel (the handles are thin views)."""
 
     __slots__ = (
+        "binding",
         "buffer",
         "capacity",
         "open_senders",
@@ -84,6 +86,7 @@ class _ChannelState(Generic[T]):
 
     def __init__(self, capacity: int) -> None:
         self.capacity = capacity
+        self.binding = LoopBinding("channel")
         self.buffer: deque[T] = deque()
         self.reserved = 0
         self.send_waiters: deque[asyncio.Future[bool]] = deque()
@@ -100,10 +103,24 @@ class _ChannelState(Generic[T]):
         return self.receiver_closed or self.open_senders == 0
 
     def push(self, value: T) -> None:
-        self.buffer.append(value)
-        self.total_sent += 1
         if self.recv_waiters:
+            self.binding.check()  # before anything changes: a misuse enqueues nothing
+            self.buffer.append(value)
             wake_first(self.recv_waiters)
+        else:
+            self.buffer.append(value)
+        self.total_sent += 1
+
+    def take(self) -> T:
+        """Pop the oldest buffered value (there is one) and grant its slot to a sender."""
+        if self.send_waiters:
+            self.binding.check()
+            value = self.buffer.popleft()
+            self.grant_slots()
+        else:
+            value = self.buffer.popleft()
+        self.total_received += 1
+        return value
 
     def grant_slots(self) -> None:
         """Reserve free slots for waiting senders, first come first served."""
@@ -165,7 +182,7 @@ class Sender(ClosingHandle, Generic[T_contra]):
 
     async def _send_when_granted(self, value: T_contra) -> None:
         st = self._state
-        loop = asyncio.get_running_loop()
+        loop = st.binding.bind()
         fut: asyncio.Future[bool] = loop.create_future()
         st.send_waiters.append(fut)
         self._pending.add(fut)
@@ -216,8 +233,10 @@ class Sender(ClosingHandle, Generic[T_contra]):
         """Close this handle (idempotent); sends waiting on it fail with ChannelClosed."""
         if self._closed:
             return
-        self._closed = True
         st = self._state
+        if self._pending or (st.open_senders == 1 and st.recv_waiters):
+            st.binding.check()
+        self._closed = True
         st.open_senders -= 1
         for fut in self._pending:
             wake_future(fut, _REFUSED)
@@ -275,10 +294,7 @@ class Receiver(ClosingHandle, Generic[T_co]):
         st = self._state
         while True:
             if st.buffer:
-                value: T_co = st.buffer.popleft()
-                st.total_received += 1
-                if st.send_waiters:
-                    st.grant_slots()
+                value: T_co = st.take()
                 return value
             if st.receiver_closed or st.open_senders == 0:
                 raise ChannelClosed()
@@ -286,7 +302,7 @@ class Receiver(ClosingHandle, Generic[T_co]):
 
     async def _wait_readable(self) -> None:
         st = self._state
-        fut: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
+        fut: asyncio.Future[Any] = st.binding.bind().create_future()
         st.recv_waiters.append(fut)
         try:
             await fut
@@ -307,10 +323,7 @@ class Receiver(ClosingHandle, Generic[T_co]):
         """
         st = self._state
         if st.buffer:
-            value: T_co = st.buffer.popleft()
-            st.total_received += 1
-            if st.send_waiters:
-                st.grant_slots()
+            value: T_co = st.take()
             return value
         if st.closed_for_receiver:
             raise ChannelClosed()
@@ -334,6 +347,8 @@ class Receiver(ClosingHandle, Generic[T_co]):
             if st.closed_for_receiver:
                 raise ChannelClosed()
             await self._wait_readable()
+        if st.send_waiters:
+            st.binding.check()
         buffer = st.buffer
         values: list[T_co] = [buffer.popleft() for _ in range(min(limit, len(buffer)))]
         st.total_received += len(values)
@@ -346,6 +361,8 @@ class Receiver(ClosingHandle, Generic[T_co]):
         st = self._state
         if st.receiver_closed:
             return
+        if st.send_waiters or st.recv_waiters:
+            st.binding.check()
         st.receiver_closed = True
         for fut in st.send_waiters:
             wake_future(fut, _REFUSED)

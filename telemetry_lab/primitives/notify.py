@@ -18,7 +18,7 @@ from dataclasses import dataclass
 from enum import Enum
 from typing import Any
 
-from telemetry_lab.primitives._private import remove_waiter
+from telemetry_lab.primitives._private import LoopBinding, remove_waiter
 
 __all__ = ["Notified", "Notify", "NotifyStatistics"]
 
@@ -52,9 +52,17 @@ class Notify:
     stay set for tasks that start waiting afterwards.
     """
 
-    __slots__ = ("_generation", "_permit", "_total_one", "_total_waiters", "_waiters")
+    __slots__ = (
+        "_binding",
+        "_generation",
+        "_permit",
+        "_total_one",
+        "_total_waiters",
+        "_waiters",
+    )
 
     def __init__(self) -> None:
+        self._binding = LoopBinding("Notify")
         self._waiters: deque[asyncio.Future[_Wake]] = deque()
         self._permit = False
         self._generation = 0  # counts notify_waiters() calls
@@ -71,11 +79,15 @@ class Notify:
 
     def notify_one(self) -> None:
         """Wake the longest-waiting task, or store one permit if nobody waits."""
+        if self._waiters:
+            self._binding.check()
         self._total_one += 1
         self._wake_one(_Wake.FIRST)
 
     def notify_last(self) -> None:
         """Wake the most recent waiter, or store one permit if nobody waits."""
+        if self._waiters:
+            self._binding.check()
         self._total_one += 1
         self._wake_one(_Wake.LAST)
 
@@ -90,6 +102,8 @@ class Notify:
 
     def notify_waiters(self) -> None:
         """Wake every `notified()` created before this call; store no permit."""
+        if self._waiters:
+            self._binding.check()
         self._total_waiters += 1
         self._generation += 1
         waiters, self._waiters = self._waiters, deque()
@@ -116,6 +130,12 @@ class Notify:
             self._permit = False
             return True
         return False
+
+    def _new_waiter(self) -> asyncio.Future[_Wake]:
+        """Create a queued waiter future on the (bound) running loop."""
+        fut: asyncio.Future[_Wake] = self._binding.bind().create_future()
+        self._waiters.append(fut)
+        return fut
 
     def _pass_on(self, fut: asyncio.Future[_Wake]) -> None:
         """Release a waiter that will not use its wake-up; forward a single wake-up."""
@@ -148,8 +168,7 @@ class Notified:
         notify = self._notify
         if notify._try_take(self._generation):
             return
-        fut: asyncio.Future[_Wake] = asyncio.get_running_loop().create_future()
-        notify._waiters.append(fut)
+        fut = notify._new_waiter()
         try:
             await fut
         except asyncio.CancelledError:

@@ -35,12 +35,13 @@ Rules:
 from __future__ import annotations
 
 import asyncio
+import math
 import random
 from abc import ABC, abstractmethod
 from dataclasses import dataclass
 from typing import Any, Final, Generic, TypeVar
 
-from telemetry_lab.errors import ChannelClosed, ChannelEmpty
+from telemetry_lab.errors import ChannelClosed, ChannelEmpty, FutureCancelled
 from telemetry_lab.primitives._private import remove_waiter, wake_first, wake_future
 from telemetry_lab.primitives.broadcast import BroadcastReceiver
 from telemetry_lab.primitives.mpsc import Receiver
@@ -137,7 +138,9 @@ class _RecvBranch(Branch[T]):
             return PENDING
 
     def arm(self, waker: asyncio.Future[Any]) -> None:
-        self._receiver._state.recv_waiters.append(waker)
+        state = self._receiver._state
+        state.binding.bind()
+        state.recv_waiters.append(waker)
 
     def disarm(self, waker: asyncio.Future[Any]) -> None:
         remove_waiter(self._receiver._state.recv_waiters, waker)
@@ -171,7 +174,9 @@ class _ChangedBranch(Branch[T]):
         return rx.borrow_and_update() if changed else PENDING
 
     def arm(self, waker: asyncio.Future[Any]) -> None:
-        self._receiver._state.waiters.append(waker)
+        state = self._receiver._state
+        state.binding.bind()
+        state.waiters.append(waker)
 
     def disarm(self, waker: asyncio.Future[Any]) -> None:
         remove_waiter(self._receiver._state.waiters, waker)
@@ -198,9 +203,8 @@ class _NotifiedBranch(Branch[None]):
         return PENDING
 
     def arm(self, waker: asyncio.Future[Any]) -> None:
-        fut: asyncio.Future[_Wake] = asyncio.get_running_loop().create_future()
+        fut = self._notify._new_waiter()
         fut.add_done_callback(lambda _: wake_future(waker))
-        self._notify._waiters.append(fut)
         self._fut = fut
 
     def disarm(self, waker: asyncio.Future[Any]) -> None:
@@ -292,7 +296,14 @@ class _DoneBranch(Branch[T]):
         self._future = future
 
     def poll(self) -> T | _Pending:
-        return self._future.result() if self._future.done() else PENDING
+        future = self._future
+        if not future.done():
+            return PENDING
+        if future.cancelled():
+            # Not `future.result()`: its CancelledError would look like a cancellation of
+            # the task running `select`, which nobody asked for.
+            raise FutureCancelled(future)
+        return future.result()
 
     def arm(self, waker: asyncio.Future[Any]) -> None:
         self._callback = lambda _: wake_future(waker)
@@ -338,16 +349,40 @@ def on_notified(notify: Notify, *, enabled: bool = True) -> Branch[None]:
     return _NotifiedBranch(notify, enabled=enabled)
 
 
+def _finite_seconds(name: str, value: object, *, minimum: float | None) -> float:
+    """Return `value` as a float, refusing wrong types, NaN, infinities and huge ints."""
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        raise TypeError(f"{name} must be a number of seconds, got {value!r}")
+    try:
+        seconds = float(value)
+    except OverflowError:
+        raise ValueError(f"{name} must be a finite number, got an integer too large") from None
+    if not math.isfinite(seconds):
+        hint = "; to wait without a limit, leave the branch out" if seconds == math.inf else ""
+        raise ValueError(f"{name} must be a finite number, got {value!r}{hint}")
+    if minimum is not None and seconds < minimum:
+        raise ValueError(f"{name} must be >= {minimum:g}, got {value!r}")
+    return seconds
+
+
 def on_timeout(seconds: float, *, enabled: bool = True) -> Branch[None]:
-    """Branch: `seconds` of loop time have passed since `select` started."""
-    if seconds < 0:
-        raise ValueError(f"seconds must be >= 0, got {seconds!r}")
-    return _DeadlineBranch(deadline=None, delay=seconds, enabled=enabled)
+    """Branch: `seconds` of loop time have passed since `select` started.
+
+    Raises:
+        ValueError: `seconds` is negative, NaN or infinite.
+    """
+    delay = _finite_seconds("seconds", seconds, minimum=0.0)
+    return _DeadlineBranch(deadline=None, delay=delay, enabled=enabled)
 
 
 def on_deadline(when: float, *, enabled: bool = True) -> Branch[None]:
-    """Branch: the loop's clock (`loop.time()`) has reached `when`."""
-    return _DeadlineBranch(deadline=when, delay=None, enabled=enabled)
+    """Branch: the loop's clock (`loop.time()`) has reached `when`.
+
+    Raises:
+        ValueError: `when` is NaN or infinite.
+    """
+    deadline = _finite_seconds("when", when, minimum=None)
+    return _DeadlineBranch(deadline=deadline, delay=None, enabled=enabled)
 
 
 def on_event(event: asyncio.Event, *, enabled: bool = True) -> Branch[None]:
@@ -360,7 +395,8 @@ def on_event(event: asyncio.Event, *, enabled: bool = True) -> Branch[None]:
 def on_done(future: asyncio.Future[T], *, enabled: bool = True) -> Branch[T]:
     """Branch: a task or future you own is done; wins with its result (or raises its error).
 
-    `select` never cancels it: the task keeps its owner.
+    `select` never cancels it: the task keeps its owner. If it was cancelled, `select`
+    raises `FutureCancelled` (not its `CancelledError`: nobody cancelled the selecting task).
     """
     if not isinstance(future, asyncio.Future):
         raise TypeError(f"on_done() needs an asyncio.Future or Task, got {future!r}")

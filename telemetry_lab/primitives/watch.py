@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from typing import Any, Generic, TypeVar
 
 from telemetry_lab.errors import ChannelClosed, NoReceivers
-from telemetry_lab.primitives._private import ClosingHandle, remove_waiter, wake_all
+from telemetry_lab.primitives._private import ClosingHandle, LoopBinding, remove_waiter, wake_all
 
 __all__ = ["WatchReceiver", "WatchSender", "WatchStatistics", "watch"]
 
@@ -39,9 +39,18 @@ class WatchStatistics:
 
 
 class _WatchState(Generic[T]):
-    __slots__ = ("closed_waiters", "receivers", "senders", "value", "version", "waiters")
+    __slots__ = (
+        "binding",
+        "closed_waiters",
+        "receivers",
+        "senders",
+        "value",
+        "version",
+        "waiters",
+    )
 
     def __init__(self, value: T) -> None:
+        self.binding = LoopBinding("watch channel")
         self.value = value
         self.version = 0
         self.senders = 0
@@ -49,12 +58,17 @@ class _WatchState(Generic[T]):
         self.waiters: list[asyncio.Future[Any]] = []
         self.closed_waiters: list[asyncio.Future[Any]] = []
 
+    def check(self) -> None:
+        """Raise before a change if it would wake waiters of another loop."""
+        if self.waiters or self.closed_waiters:
+            self.binding.check()
+
     def publish(self) -> None:
         self.version += 1
         wake_all(self.waiters)
 
     async def wait(self, waiters: list[asyncio.Future[Any]]) -> None:
-        fut: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
+        fut: asyncio.Future[Any] = self.binding.bind().create_future()
         waiters.append(fut)
         try:
             await fut
@@ -100,12 +114,14 @@ class WatchSender(ClosingHandle, Generic[T]):
         st = self._open_state(value)
         if st.receivers == 0:
             raise NoReceivers(value=value)
+        st.check()
         st.value = value
         st.publish()
 
     def send_replace(self, value: T) -> T:
         """Store `value` and notify, with or without receivers; return the old value."""
         st = self._open_state(value)
+        st.check()
         old, st.value = st.value, value
         st.publish()
         return old
@@ -116,12 +132,14 @@ class WatchSender(ClosingHandle, Generic[T]):
         If `modify` raises, the exception propagates and nobody is notified.
         """
         st = self._open_state()
+        st.check()
         modify(st.value)
         st.publish()
 
     def send_if_modified(self, modify: Callable[[T], bool]) -> bool:
         """Call `modify(value)`; notify only if it returns True. Return what it returned."""
         st = self._open_state()
+        st.check()
         modified = modify(st.value)
         if modified:
             st.publish()
@@ -149,8 +167,9 @@ class WatchSender(ClosingHandle, Generic[T]):
         """Close this handle (idempotent); the last one closes the channel."""
         if self._closed:
             return
-        self._closed = True
         st = self._state
+        st.check()
+        self._closed = True
         st.senders -= 1
         if st.senders == 0:
             wake_all(st.waiters)
@@ -270,8 +289,9 @@ class WatchReceiver(ClosingHandle, Generic[T]):
         """Unsubscribe (idempotent)."""
         if self._closed:
             return
-        self._closed = True
         st = self._state
+        st.check()
+        self._closed = True
         st.receivers -= 1
         wake_all(st.waiters)  # a changed() waiting on this handle must see the close
         if st.receivers == 0:
