@@ -23,6 +23,7 @@ from telemetry_lab.errors import (
     StorageError,
     TelemetryLabError,
     TransientStorageError,
+    UnusableDatabase,
 )
 from telemetry_lab.gateway import Gateway, GatewayPhase, GatewayStatistics, run, run_gateway, start
 from telemetry_lab.models import ClientSummary, Reading, Report, StateUpdate, SystemState
@@ -101,6 +102,7 @@ __all__ = [
     "SystemState",
     "TelemetryLabError",
     "TransientStorageError",
+    "UnusableDatabase",
     "VirtualTimeEventLoop",
     "WatchReceiver",
     "WatchSender",

@@ -4,6 +4,10 @@ A client reads the update broadcast as fast as it can. If it falls more than
 `broadcast_capacity` updates behind, the oldest are overwritten and it is told so
 (`Lagged`): it counts what it missed and carries on from the oldest update still there,
 without ever slowing the aggregator or the other clients.
+
+At shutdown a slow client does not hold the drain up: once the gateway has set the drain's
+deadline, an update the client could not finish before it is skipped and counted as lagged
+(the database has every reading; a live view that is late is worth nothing).
 """
 
 from __future__ import annotations
@@ -34,6 +38,8 @@ class ClientStatistics:
     """Updates missed because they were overwritten before this client read them."""
     total_lag_events: int
     """Times this client was told it lagged."""
+    total_skipped_at_shutdown: int
+    """Updates skipped during the drain because they could not be finished in time."""
     current_pending: int
     """Updates sent but not yet read by this client."""
 
@@ -51,18 +57,22 @@ class Client:
         rx: BroadcastReceiver[StateUpdate],
         delay: float = 0.0,
         knobs: WatchReceiver[Knobs] | None = None,
+        deadline: WatchReceiver[float | None] | None = None,
     ) -> None:
         self.client_id = client_id
         self._rx = rx
         self._delay = delay
         self._knobs = knobs  # a live delay, when a gateway lets it be turned
+        self._deadline = deadline  # loop time by which the drain must be over, once set
         self._received = 0
         self._lagged = 0
         self._lag_events = 0
+        self._skipped = 0
 
     async def run(self) -> None:
         """Process updates until the broadcast closes and is drained."""
         rx = self._rx
+        loop = asyncio.get_running_loop()
         verbose = log.isEnabledFor(logging.INFO)
         with rx:
             while True:
@@ -76,7 +86,20 @@ class Client:
                     )
                     continue
                 except ChannelClosed:
+                    if self._skipped:
+                        log.warning(
+                            "👤 Client %d skipped %d updates it could not finish in time",
+                            self.client_id,
+                            self._skipped,
+                        )
                     return
+                if self._knobs is not None:
+                    self._delay = self._knobs.borrow().client_delay(self.client_id)
+                deadline = self._deadline.borrow() if self._deadline is not None else None
+                if deadline is not None and loop.time() + self._delay > deadline:
+                    self._skipped += 1  # draining, and out of time for this one
+                    self._lagged += 1
+                    continue
                 self._received += 1
                 if verbose:
                     log.info(
@@ -85,8 +108,6 @@ class Client:
                         update.devices_active,
                         update.avg_temperature,
                     )
-                if self._knobs is not None:
-                    self._delay = self._knobs.borrow().client_delay(self.client_id)
                 if self._delay:
                     await asyncio.sleep(self._delay)  # a slow client: it will lag
 
@@ -101,6 +122,7 @@ class Client:
             total_received=self._received,
             total_lagged=self._lagged,
             total_lag_events=self._lag_events,
+            total_skipped_at_shutdown=self._skipped,
             current_pending=len(self._rx),
         )
 

@@ -14,7 +14,12 @@ from dataclasses import dataclass, fields, replace
 from pathlib import Path
 from typing import Any
 
-__all__ = ["LIVE_KNOBS", "GatewayConfig", "Knobs"]
+__all__ = ["LIVE_KNOBS", "UNTHROTTLED_ON_VIRTUAL_CLOCK", "GatewayConfig", "Knobs"]
+
+UNTHROTTLED_ON_VIRTUAL_CLOCK = (
+    "device_interval=0 (unthrottled devices) never lets a virtual clock advance; "
+    "use a positive device_interval with virtual time"
+)
 
 
 def _check_int(name: str, value: object, low: int, high: int) -> None:
@@ -159,6 +164,15 @@ class GatewayConfig:
         for i, delay in enumerate(delays):
             _check_float(f"client_delays[{i}]", delay, 0, 60, open_low=False)
         object.__setattr__(self, "client_delays", tuple(float(d) for d in delays))
+
+    def check_runs_on_virtual_time(self) -> None:
+        """Raise `ValueError` if this config cannot finish on a virtual clock.
+
+        A virtual clock only moves when every task is idle, so unthrottled devices would
+        never let it advance.
+        """
+        if self.device_interval == 0:
+            raise ValueError(UNTHROTTLED_ON_VIRTUAL_CLOCK)
 
     def client_delay(self, client_id: int) -> float:
         """Return the processing delay of the 1-based client `client_id` (0 if unset)."""

@@ -322,10 +322,9 @@ class Dashboard:
         """Stop the current run early (it drains gracefully); return its report."""
         if self._run_task is None:
             return self.report
-        gateway = self.gateway
-        if gateway is not None and gateway.phase in (GatewayPhase.NEW, GatewayPhase.RUNNING):
-            self._run_task.cancel()  # the gateway treats this as a request to drain
-        return await self.wait()  # already draining: a second cancel would abort it
+        if self.gateway is not None:
+            self.gateway.stop()  # the graceful drain; run() then returns the report
+        return await self.wait()
 
     async def close(self) -> None:
         """Stop everything this dashboard started and wait for it."""

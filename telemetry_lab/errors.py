@@ -12,6 +12,8 @@ The exception tree::
     FutureCancelled          the task an `on_done()` branch watched was cancelled; `.future`
     LoopAlreadyRunning       (also a RuntimeError) a blocking call inside a running loop
     StorageError             a batch could not be written
+    UnusableDatabase         (also a ValueError) the file at db_path cannot be used; it was
+                             left unchanged and nothing was started
     └── TransientStorageError  a write failed but may succeed if retried; `.inserted` rows
                                were committed before the failure was reported
     DeviceCrashed            a (simulated) device failure; its supervisor restarts it
@@ -35,6 +37,7 @@ __all__ = [
     "StorageError",
     "TelemetryLabError",
     "TransientStorageError",
+    "UnusableDatabase",
 ]
 
 
@@ -132,3 +135,11 @@ class TransientStorageError(StorageError):
 
 class DeviceCrashed(TelemetryLabError):
     """A device task failed (a simulated crash); its supervisor restarts it."""
+
+
+class UnusableDatabase(TelemetryLabError, ValueError):
+    """The file at `db_path` cannot be used: not SQLite, another application's, unreadable.
+
+    Raised before anything starts; the file is left unchanged. The message names the path
+    and the reason.
+    """

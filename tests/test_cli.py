@@ -78,17 +78,22 @@ def run_json(capsys: pytest.CaptureFixture[str], db: Path, *argv: str) -> dict[s
     return report
 
 
-def count_rows(db: Path) -> int:
+def count_rows(db: Path, run_id: int | None = None) -> int:
+    """Rows in `readings`: of one run, or of every run in the file."""
+    where, args = ("WHERE run_id = ?", (run_id,)) if run_id is not None else ("", ())
     with closing(sqlite3.connect(db)) as conn:
-        (count,) = conn.execute("SELECT COUNT(*) FROM readings").fetchone()
+        (count,) = conn.execute(f"SELECT COUNT(*) FROM readings {where}", args).fetchone()
     assert isinstance(count, int)
     return count
 
 
-def read_rows(db: Path) -> list[tuple[Any, ...]]:
-    query = "SELECT device_id, seq, ts, temperature, humidity FROM readings ORDER BY device_id, seq"
+def read_rows(db: Path, run_id: int = 1) -> list[tuple[Any, ...]]:
+    query = (
+        "SELECT device_id, seq, ts, temperature, humidity FROM readings WHERE run_id = ? "
+        "ORDER BY device_id, seq"
+    )
     with closing(sqlite3.connect(db)) as conn:
-        return conn.execute(query).fetchall()
+        return conn.execute(query, (run_id,)).fetchall()
 
 
 def child_env() -> dict[str, str]:
@@ -149,7 +154,8 @@ def test_a_default_fast_quiet_run_prints_the_summary_table(
     assert err == ""
     lines = out.splitlines()
     assert lines[:2] == ["", "📈 Summary"]
-    assert lines[-1] == "  ✅ Zero data loss"
+    assert lines[-1] == "  ✅ Zero data loss: every reading was stored, rejected or dead-lettered"
+    assert table_value(out, "Run") == "1 (ended by duration)"
     squeezed = [" ".join(line.split()) for line in lines]  # column width is not the point
     for expected in (
         "Tasks stopped cleanly 13 of 13",
@@ -266,14 +272,22 @@ def test_clients_zero_is_allowed(capsys: pytest.CaptureFixture[str], tmp_path: P
     assert report["ok"] is True
 
 
-def test_the_db_file_is_emptied_at_the_start_of_each_run(
+def test_each_run_adds_its_rows_under_a_new_run_id_and_deletes_nothing(
     capsys: pytest.CaptureFixture[str], tmp_path: Path
 ) -> None:
     db = tmp_path / "reused.db"
     first = run_json(capsys, db, "--duration", "10")
     second = run_json(capsys, db, "--duration", "2")
+    assert (first["run_id"], second["run_id"]) == (1, 2)
     assert second["stored"] < first["stored"]
-    assert count_rows(db) == second["stored"]
+    assert count_rows(db, 1) == first["stored"]
+    assert count_rows(db, 2) == second["stored"]
+    assert count_rows(db) == first["stored"] + second["stored"]
+    with closing(sqlite3.connect(db)) as conn:
+        runs = conn.execute("SELECT run_id, config, report FROM runs ORDER BY run_id").fetchall()
+    assert [run_id for run_id, _, _ in runs] == [1, 2]
+    assert [json.loads(config)["duration"] for _, config, _ in runs] == [10.0, 2.0]
+    assert json.loads(runs[1][2])["stored"] == second["stored"]
 
 
 def test_the_same_seed_gives_the_same_report_and_rows(
@@ -281,9 +295,10 @@ def test_the_same_seed_gives_the_same_report_and_rows(
 ) -> None:
     db = tmp_path / "same.db"
     first = run_json(capsys, db, "--seed", "123")
-    first_rows = read_rows(db)
+    first_rows = read_rows(db, 1)
     second = run_json(capsys, db, "--seed", "123")
-    second_rows = read_rows(db)
+    second_rows = read_rows(db, 2)
+    assert (first.pop("run_id"), second.pop("run_id")) == (1, 2)
     del first["wall_seconds"], second["wall_seconds"]
     assert first == second
     assert first_rows == second_rows
@@ -350,7 +365,8 @@ def test_a_db_in_a_missing_directory_returns_2_before_starting(
     assert code == 2
     assert out == ""
     assert err == (
-        f"telemetry-lab: error: db_path {str(db)!r} cannot be used: unable to open database file\n"
+        f"telemetry-lab: error: db_path {str(db)!r} cannot be used: the directory "
+        f"{str(db.parent)!r} does not exist\n"
     )
     assert not db.parent.exists()
 
@@ -372,6 +388,7 @@ def test_a_db_that_is_a_directory_returns_2(
 
 def fake_report(config: GatewayConfig, **changes: Any) -> Report:
     fields: dict[str, Any] = {
+        "run_id": 1,
         "devices": config.devices,
         "clients": config.clients,
         "seed": config.seed,
@@ -380,6 +397,7 @@ def fake_report(config: GatewayConfig, **changes: Any) -> Report:
         "stored": 10,
         "rejected": 0,
         "dead_lettered": 0,
+        "unwritable": 0,
         "in_flight": 0,
         "lost": 0,
         "balanced": True,
@@ -397,6 +415,8 @@ def fake_report(config: GatewayConfig, **changes: Any) -> Report:
         "tasks_started": config.devices + 2 + config.clients,
         "tasks_stopped_cleanly": config.devices + 2 + config.clients,
         "clean_shutdown": True,
+        "ended_by": "duration",
+        "errors": (),
         "loop_seconds": config.duration,
         "wall_seconds": 0.5,
     }
@@ -407,12 +427,31 @@ def fake_report(config: GatewayConfig, **changes: Any) -> Report:
 @pytest.mark.parametrize(
     ("changes", "code", "last_line"),
     [
-        ({}, 0, "  ✅ Zero data loss"),
-        ({"stored": 8, "lost": 2, "balanced": False}, 1, "  ❌ Data was lost or left in flight"),
-        ({"stored": 7, "in_flight": 3, "lost": 3}, 1, "  ❌ Data was lost or left in flight"),
-        ({"clean_shutdown": False}, 1, "  ❌ Data was lost or left in flight"),
+        ({}, 0, "  ✅ Zero data loss: every reading was stored, rejected or dead-lettered"),
+        (
+            {"stored": 8, "lost": 2, "balanced": False},
+            1,
+            "  ❌ The ledger does not balance: 2 readings unaccounted for",
+        ),
+        (
+            {"stored": 7, "in_flight": 3, "lost": 3, "clean_shutdown": False},
+            1,
+            "  ❌ The drain did not finish in time: 3 readings were still in flight (raise "
+            "shutdown_timeout, or make storage faster)",
+        ),
+        (
+            {"clean_shutdown": False, "tasks_stopped_cleanly": 12},
+            1,
+            "  ⚠️ Every reading is accounted for, but the drain did not finish in time: 1 "
+            "tasks were cancelled",
+        ),
+        (
+            {"unwritable": 10, "stored": 0, "lost": 10, "errors": ("storage failed: x",)},
+            1,
+            "  ❌ storage failed: x",
+        ),
     ],
-    ids=["clean", "lost", "in-flight", "drain-timed-out"],
+    ids=["clean", "lost", "in-flight", "drain-timed-out", "storage-failed"],
 )
 def test_the_exit_status_is_1_when_the_run_is_not_clean(
     capsys: pytest.CaptureFixture[str],
@@ -424,15 +463,16 @@ def test_the_exit_status_is_1_when_the_run_is_not_clean(
 ) -> None:
     calls: list[tuple[GatewayConfig, bool]] = []
 
-    def fake_run(config: GatewayConfig, *, virtual_time: bool = False) -> Report:
+    def fake_run(config: GatewayConfig, *, virtual_time: bool = False) -> tuple[Report, None]:
         calls.append((config, virtual_time))
-        return fake_report(config, **changes)
+        return fake_report(config, **changes), None
 
-    monkeypatch.setattr(cli, "run", fake_run)
+    monkeypatch.setattr(cli, "run_until_signalled", fake_run)
     db = tmp_path / "fake.db"
     status, out, err = run_main(capsys, "--db", str(db), "--quiet")
     assert (status, err) == (code, "")
-    assert out.splitlines()[-1] == last_line
+    verdicts = [line for line in out.splitlines() if line.startswith("  ") and line[2] in "✅❌⚠"]
+    assert verdicts[0] == last_line
     assert calls == [(GatewayConfig(db_path=db), False)]
 
 
@@ -441,11 +481,11 @@ def test_fast_runs_on_the_virtual_clock_and_flags_reach_the_config(
 ) -> None:
     calls: list[tuple[GatewayConfig, bool]] = []
 
-    def fake_run(config: GatewayConfig, *, virtual_time: bool = False) -> Report:
+    def fake_run(config: GatewayConfig, *, virtual_time: bool = False) -> tuple[Report, None]:
         calls.append((config, virtual_time))
-        return fake_report(config)
+        return fake_report(config), None
 
-    monkeypatch.setattr(cli, "run", fake_run)
+    monkeypatch.setattr(cli, "run_until_signalled", fake_run)
     db = tmp_path / "f.db"
     argv = ["--fast", "--duration", "2.5", "--devices", "2", "--clients", "1", "--seed", "9"]
     code, _, _ = run_main(capsys, *argv, "--db", str(db), "--json")
@@ -557,7 +597,7 @@ def test_ctrl_c_drains_and_still_reports(tmp_path: Path) -> None:
             reader.join(timeout=10)
     err = "".join(stderr_lines)
     assert code == 0, err
-    assert "🛑 Cancelled: draining gracefully\n" in err
+    assert "🛑 SIGINT received: draining gracefully (send it again to abort)\n" in err
     assert "Traceback" not in err
     assert "KeyboardInterrupt" not in err
     report = json.loads(out)
@@ -568,3 +608,4 @@ def test_ctrl_c_drains_and_still_reports(tmp_path: Path) -> None:
     assert report["stored"] == report["produced"] == count_rows(db)
     assert (report["tasks_started"], report["tasks_stopped_cleanly"]) == (13, 13)
     assert report["loop_seconds"] < 30
+    assert report["ended_by"] == "stop"

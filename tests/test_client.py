@@ -33,12 +33,14 @@ def client_stats(
     lagged: int = 0,
     lag_events: int = 0,
     pending: int = 0,
+    skipped: int = 0,
 ) -> ClientStatistics:
     return ClientStatistics(
         client_id=client_id,
         total_received=received,
         total_lagged=lagged,
         total_lag_events=lag_events,
+        total_skipped_at_shutdown=skipped,
         current_pending=pending,
     )
 

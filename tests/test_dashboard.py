@@ -45,9 +45,10 @@ def short_config(tmp_path: Path, **changes: Any) -> GatewayConfig:
     return GatewayConfig(**fields)
 
 
-def db_count(path: Path) -> int:
+def db_count(path: Path, run_id: int) -> int:
     with contextlib.closing(sqlite3.connect(path)) as conn:
-        return int(conn.execute("SELECT COUNT(*) FROM readings").fetchone()[0])
+        query = "SELECT COUNT(*) FROM readings WHERE run_id = ?"
+        return int(conn.execute(query, (run_id,)).fetchone()[0])
 
 
 def only_this_task_left() -> bool:
@@ -66,7 +67,7 @@ def assert_clean(report: Report, db: Path) -> None:
     assert report.clean_shutdown
     assert report.balanced
     assert (report.lost, report.in_flight) == (0, 0)
-    assert report.stored == db_count(db)
+    assert report.stored == db_count(db, report.run_id)
 
 
 # --- construction ----------------------------------------------------------------------------

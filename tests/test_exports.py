@@ -63,10 +63,12 @@ def test_errors_are_reexported_and_form_one_tree() -> None:
         "FutureCancelled",
         "StorageError",
         "TransientStorageError",
+        "UnusableDatabase",
     }
     for name in channel_errors:
         assert issubclass(getattr(errors, name), errors.ChannelError), name
     assert issubclass(errors.LoopAlreadyRunning, RuntimeError)
+    assert issubclass(errors.UnusableDatabase, ValueError)
 
 
 def test_contract_names_are_importable_from_both_places() -> None:

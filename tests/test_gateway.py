@@ -10,6 +10,7 @@ import sqlite3
 import subprocess
 import sys
 import textwrap
+import threading
 from pathlib import Path
 from typing import Any
 
@@ -24,13 +25,18 @@ from telemetry_lab import (
     VirtualTimeEventLoop,
     run,
     run_gateway,
-    start,
 )
 
 
-def rows(path: Path) -> list[tuple[Any, ...]]:
+def rows(path: Path, run_id: int | None = 1) -> list[tuple[Any, ...]]:
+    """The readings of one run (or of every run, for None), without their run id."""
+    where, args = ("WHERE run_id = ?", (run_id,)) if run_id is not None else ("", ())
+    query = (
+        f"SELECT device_id, seq, ts, temperature, humidity FROM readings {where} "
+        "ORDER BY run_id, device_id, seq"
+    )
     with contextlib.closing(sqlite3.connect(path)) as conn:
-        return conn.execute("SELECT * FROM readings ORDER BY device_id, seq").fetchall()
+        return conn.execute(query, args).fetchall()
 
 
 def comparable(report: Report) -> dict[str, Any]:
@@ -102,11 +108,18 @@ def test_rows_are_the_readings_with_per_device_gapless_sequences(tmp_path: Path)
         assert seqs == list(range(len(seqs)))
 
 
-def test_a_second_run_on_the_same_file_starts_fresh(tmp_path: Path) -> None:
+def test_a_second_run_on_the_same_file_gets_the_next_run_id_and_keeps_the_first(
+    tmp_path: Path,
+) -> None:
     db = tmp_path / "t.db"
-    run(GatewayConfig(db_path=db, seed=1), virtual_time=True)
-    report = run(GatewayConfig(db_path=db, seed=2, duration=5.0), virtual_time=True)
-    assert len(rows(db)) == report.stored
+    first = run(GatewayConfig(db_path=db, seed=1), virtual_time=True)
+    before = rows(db, 1)
+    second = run(GatewayConfig(db_path=db, seed=2, duration=5.0), virtual_time=True)
+    assert (first.run_id, second.run_id) == (1, 2)
+    assert rows(db, 1) == before
+    assert len(before) == first.stored
+    assert len(rows(db, 2)) == second.stored
+    assert len(rows(db, None)) == first.stored + second.stored
 
 
 def test_backpressure_under_fast_devices_loses_nothing(tmp_path: Path) -> None:
@@ -188,22 +201,31 @@ def test_statistics_and_series_track_the_run(tmp_path: Path) -> None:
 def test_a_gateway_runs_once(tmp_path: Path) -> None:
     gateway = Gateway(GatewayConfig(db_path=tmp_path / "t.db", duration=1.0))
     run_virtual(gateway.run)
-    with pytest.raises(RuntimeError, match=r"cannot go from STOPPED to RUNNING$"):
+    with pytest.raises(
+        RuntimeError, match=r"cannot go from STOPPED to RUNNING; a Gateway runs once: build a new"
+    ):
         run_virtual(gateway.run)
 
 
-def test_cancelling_start_drains_and_still_returns_the_report(tmp_path: Path) -> None:
+def test_cancelling_start_drains_then_propagates_and_keeps_the_report(tmp_path: Path) -> None:
+    """Cancellation is cancellation: the task drains, then ends cancelled (no uncancel)."""
     db = tmp_path / "t.db"
+    gateways: list[Gateway] = []
 
-    async def main() -> Report:
-        task = start(GatewayConfig(db_path=db, duration=60.0))
+    async def main() -> None:
+        gateway = Gateway(GatewayConfig(db_path=db, duration=60.0))
+        gateways.append(gateway)
+        task = asyncio.create_task(gateway.run())
         await asyncio.sleep(3.0)
         task.cancel()
-        report = await task
-        assert not task.cancelled()
-        return report
+        with pytest.raises(asyncio.CancelledError):
+            await task
+        assert task.cancelled()
 
-    report = run_virtual(main)
+    run_virtual(main)
+    report = gateways[0].report
+    assert report is not None
+    assert report.ended_by == "cancel"
     assert report.loop_seconds == pytest.approx(3.0)
     assert report.clean_shutdown
     assert report.ok
@@ -212,18 +234,181 @@ def test_cancelling_start_drains_and_still_returns_the_report(tmp_path: Path) ->
     assert report.tasks_stopped_cleanly == 13
 
 
-def test_a_second_cancel_during_the_drain_aborts_and_propagates(tmp_path: Path) -> None:
+def test_asyncio_timeout_around_run_gateway_raises_timeout_error(tmp_path: Path) -> None:
+    """`async with asyncio.timeout(1): await run_gateway(...)` used to return a report."""
+    db = tmp_path / "t.db"
+
+    async def main() -> float:
+        loop = asyncio.get_running_loop()
+        with pytest.raises(TimeoutError):
+            async with asyncio.timeout(1.0):
+                await run_gateway(GatewayConfig(db_path=db, duration=60.0))
+        current = asyncio.current_task()
+        assert current is not None
+        assert current.cancelling() == 0  # the timeout consumed exactly its own cancel
+        return loop.time()
+
+    assert run_virtual(main) == pytest.approx(1.0)  # the drain took no loop time
+    assert len(rows(db)) > 0
+
+
+def test_a_failing_task_group_sibling_cancels_the_gateway(tmp_path: Path) -> None:
+    db = tmp_path / "t.db"
+    gateway = Gateway(GatewayConfig(db_path=db, duration=60.0))
+
+    async def sibling() -> None:
+        await asyncio.sleep(2.0)
+        raise KeyError("sibling failed")
+
     async def main() -> None:
-        task = start(GatewayConfig(db_path=tmp_path / "t.db", duration=60.0))
+        with pytest.RaisesGroup(pytest.RaisesExc(KeyError, match="sibling failed")):
+            async with asyncio.TaskGroup() as group:
+                group.create_task(gateway.run())
+                group.create_task(sibling())
+
+    run_virtual(main)
+    report = gateway.report
+    assert report is not None
+    assert (report.ended_by, report.ok, report.loop_seconds) == ("cancel", True, 2.0)
+    assert report.stored == len(rows(db))
+
+
+def test_stop_drains_and_run_returns_the_report(tmp_path: Path) -> None:
+    db = tmp_path / "t.db"
+    gateway = Gateway(GatewayConfig(db_path=db, duration=60.0))
+
+    async def main() -> Report:
+        task = asyncio.create_task(gateway.run())
+        await asyncio.sleep(2.5)
+        gateway.stop()
+        gateway.stop()  # idempotent
+        report = await task
+        gateway.stop()  # after the end: nothing happens
+        return report
+
+    report = run_virtual(main)
+    assert report is gateway.report
+    assert (report.ended_by, report.ok, report.loop_seconds) == ("stop", True, 2.5)
+    assert report.stored == report.produced == len(rows(db)) > 0
+
+
+def test_stop_before_run_drains_at_once(tmp_path: Path) -> None:
+    gateway = Gateway(GatewayConfig(db_path=tmp_path / "t.db", duration=60.0))
+    gateway.stop()
+    report = run_virtual(gateway.run)
+    assert (report.ended_by, report.ok, report.loop_seconds, report.produced) == (
+        "stop",
+        True,
+        0.0,
+        0,
+    )
+    assert report.tasks_stopped_cleanly == 13
+
+
+def test_stop_from_another_thread_drains_the_run(tmp_path: Path) -> None:
+    gateway = Gateway(GatewayConfig(db_path=tmp_path / "t.db", duration=3600.0))
+
+    async def main() -> Report:
+        task = asyncio.create_task(gateway.run())
+        await asyncio.sleep(1.0)
+        thread = threading.Thread(target=gateway.stop)
+        await asyncio.to_thread(thread.start)
+        await asyncio.to_thread(thread.join)
+        return await task
+
+    report = run_virtual(main)
+    assert (report.ended_by, report.ok) == ("stop", True)
+    assert report.loop_seconds < 2.0
+
+
+def test_a_second_cancel_during_the_drain_aborts_and_propagates(tmp_path: Path) -> None:
+    db = tmp_path / "t.db"
+    config = GatewayConfig(db_path=db, duration=60.0, storage_latency=0.5, device_interval=0.01)
+    gateway = Gateway(config)
+
+    async def main() -> None:
+        task = asyncio.create_task(gateway.run())
         await asyncio.sleep(1.0)
         task.cancel()
-        await asyncio.sleep(0)  # the gateway starts draining
-        await asyncio.sleep(0)
+        while gateway.phase is not GatewayPhase.DRAINING:  # noqa: ASYNC110 (a phase, no event)
+            await asyncio.sleep(0.001)
         task.cancel()
         with pytest.raises(asyncio.CancelledError):
             await task
 
     run_virtual(main)
+    report = gateway.report
+    assert report is not None
+    assert report.ended_by == "abort"
+    assert not report.clean_shutdown
+    assert not report.ok
+    assert report.balanced
+    assert report.in_flight > 0
+    assert report.stored == len(rows(db))  # what was written is counted, nothing more
+    assert report.verdicts()[0].startswith("❌ Aborted without draining: ")
+
+
+def test_abort_cancels_every_task_and_returns_the_partial_report(tmp_path: Path) -> None:
+    db = tmp_path / "t.db"
+    config = GatewayConfig(db_path=db, duration=60.0, storage_latency=0.5, device_interval=0.01)
+    gateway = Gateway(config)
+
+    async def main() -> Report:
+        task = asyncio.create_task(gateway.run())
+        await asyncio.sleep(2.0)
+        gateway.abort()
+        gateway.abort()
+        return await task
+
+    report = run_virtual(main)
+    assert (report.ended_by, report.clean_shutdown, report.tasks_stopped_cleanly) == (
+        "abort",
+        False,
+        0,
+    )
+    assert report.balanced
+    assert report.loop_seconds == pytest.approx(2.0)
+    assert report.stored == len(rows(db))
+
+
+def test_a_third_cancel_while_a_write_is_in_flight_closes_nothing_under_it(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Cancelling three times while a batch write runs in its thread used to segfault:
+    the connection was closed under the write. Every thread now finishes first."""
+    from telemetry_lab import storage
+
+    writing = threading.Event()
+    release = threading.Event()
+    real = storage.insert_batch
+
+    def slow_insert(conn: sqlite3.Connection, batch: Any) -> int:
+        writing.set()
+        release.wait(10)  # a write held in flight
+        return real(conn, batch)
+
+    monkeypatch.setattr(storage, "insert_batch", slow_insert)
+    db = tmp_path / "t.db"
+    gateway = Gateway(GatewayConfig(db_path=db, duration=60.0, device_interval=0.001))
+
+    async def main() -> None:  # real time: the test acts while the write is held
+        task = asyncio.create_task(gateway.run())
+        await asyncio.to_thread(writing.wait, 10)
+        for _ in range(3):
+            task.cancel()
+            await asyncio.sleep(0.01)
+        assert not task.done()  # still waiting for the write in its thread
+        release.set()
+        with pytest.raises(asyncio.CancelledError):
+            await task
+
+    asyncio.run(main())
+    report = gateway.report
+    assert report is not None
+    assert report.ended_by == "abort"
+    assert report.stored == len(rows(db)) > 0  # the held write finished and was counted
+    assert report.balanced
+    assert report.errors == ()
 
 
 def test_an_unusable_database_fails_before_any_task_starts(tmp_path: Path) -> None:
@@ -292,17 +477,38 @@ def test_report_is_frozen_and_serialises(tmp_path: Path) -> None:
     assert "Zero data loss" in report.summary_table()
 
 
-def test_cancelled_while_opening_the_database_still_reports(tmp_path: Path) -> None:
+def test_cancelled_while_opening_the_database_propagates_after_an_empty_drain(
+    tmp_path: Path,
+) -> None:
     db = tmp_path / "t.db"
+    gateway = Gateway(GatewayConfig(db_path=db, duration=60.0))
 
-    async def main() -> Report:
-        task = start(GatewayConfig(db_path=db, duration=60.0))
+    async def main() -> None:
+        task = asyncio.create_task(gateway.run())
         await asyncio.sleep(0)  # the run has begun: it is opening the database in a thread
         task.cancel()
-        return await task
+        with pytest.raises(asyncio.CancelledError):
+            await task
 
-    report = run_virtual(main)
-    assert report.clean_shutdown
-    assert report.ok
+    run_virtual(main)
+    report = gateway.report
+    assert report is not None
+    assert (report.ended_by, report.clean_shutdown, report.ok) == ("cancel", True, True)
     assert report.produced == report.stored == len(rows(db)) == 0
     assert report.tasks_stopped_cleanly == report.tasks_started == 13
+    with contextlib.closing(sqlite3.connect(db)) as conn:
+        (finished,) = conn.execute("SELECT finished_at FROM runs WHERE run_id = 1").fetchone()
+    assert finished is not None
+
+
+def test_adjust_after_the_run_has_stopped_raises(tmp_path: Path) -> None:
+    gateway = Gateway(GatewayConfig(db_path=tmp_path / "t.db", duration=1.0))
+    gateway.adjust(storage_latency=0.1)  # before the run: allowed, used from the start
+    run_virtual(gateway.run)
+    with pytest.raises(
+        RuntimeError,
+        match=r"^adjust\(\) turns the knobs of a running gateway, but run 1 has ended; build "
+        r"a new Gateway",
+    ):
+        gateway.adjust(storage_latency=0.2)
+    assert gateway.knobs.storage_latency == 0.1

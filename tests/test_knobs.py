@@ -30,7 +30,9 @@ LIVE_LIST = (
 
 def db_rows(path: Path) -> list[tuple[Any, ...]]:
     with contextlib.closing(sqlite3.connect(path)) as conn:
-        return conn.execute("SELECT * FROM readings ORDER BY device_id, seq").fetchall()
+        return conn.execute(
+            "SELECT device_id, seq, ts, temperature, humidity FROM readings ORDER BY device_id, seq"
+        ).fetchall()
 
 
 def comparable(report: Report) -> dict[str, Any]:

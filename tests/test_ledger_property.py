@@ -1,8 +1,9 @@
 """The gateway's conservation ledger holds for any config, fault mix and stop time.
 
 A hypothesis property test on the virtual clock: random sizes, capacities, fault knobs,
-retry policies and shutdown timeouts; the run either lasts its `duration` or its `start()`
-task is cancelled part-way. Every report must balance and must match the database file.
+retry policies and shutdown timeouts; the run either lasts its `duration` or is ended
+part-way: by `stop()`, `abort()`, or cancelling its task once or twice. Every report must
+balance and must match the database file.
 """
 
 from __future__ import annotations
@@ -18,7 +19,10 @@ import pytest
 from hypothesis import HealthCheck, event, given, settings
 from hypothesis import strategies as st
 
-from telemetry_lab import GatewayConfig, Report, VirtualTimeEventLoop, run_gateway, start
+from telemetry_lab import Gateway, GatewayConfig, Report, VirtualTimeEventLoop
+
+STOP_HOW = ("cancel", "cancel twice", "stop", "abort")
+"""The ways a scenario ends its run early."""
 
 TEMPERATURE_RANGE = (-50.0, 100.0)
 HUMIDITY_RANGE = (0.0, 100.0)
@@ -26,11 +30,13 @@ HUMIDITY_RANGE = (0.0, 100.0)
 
 @dataclass(frozen=True, slots=True)
 class Scenario:
-    """One example: the config (db_path replaced per example) and when to cancel the run."""
+    """One example: the config (db_path replaced per example), when and how to end the run."""
 
     config: GatewayConfig
     stop_at: float | None
-    """Loop seconds after which the `start()` task is cancelled; None runs to `duration`."""
+    """Loop seconds after which the run is ended early; None runs to `duration`."""
+    how: str
+    """One of `STOP_HOW`."""
 
 
 def _floats(low: float, high: float) -> st.SearchStrategy[float]:
@@ -75,20 +81,45 @@ def scenarios(draw: st.DrawFn) -> Scenario:
         shutdown_timeout=draw(_floats(0.1, 5.0)),
     )
     stop_at = draw(st.none() | st.floats(min_value=0.01, max_value=duration, exclude_max=True))
-    return Scenario(config=config, stop_at=stop_at)
+    how = draw(st.sampled_from(STOP_HOW))
+    return Scenario(config=config, stop_at=stop_at, how=how)
 
 
-def run_scenario(config: GatewayConfig, stop_at: float | None) -> Report:
-    async def main() -> Report:
+def run_scenario(scenario: Scenario, config: GatewayConfig) -> Report:
+    """Run to `duration`, or end the run at `stop_at` the scenario's way."""
+    gateway = Gateway(config)
+    stop_at = scenario.stop_at
+
+    async def main() -> None:
+        task = asyncio.create_task(gateway.run())
         if stop_at is None:
-            return await run_gateway(config)
-        task = start(config)
+            await task
+            outcome.append("returned")
+            return
         await asyncio.sleep(stop_at)
-        task.cancel()
-        return await task
+        if scenario.how == "stop":
+            gateway.stop()
+        elif scenario.how == "abort":
+            gateway.abort()
+        else:
+            for _ in range(2 if scenario.how == "cancel twice" else 1):
+                task.cancel()
+                await asyncio.sleep(0)
+        try:
+            await task
+        except asyncio.CancelledError:
+            outcome.append("cancelled")
+        else:
+            outcome.append("returned")
+
+    outcome: list[str] = []
 
     with asyncio.Runner(loop_factory=VirtualTimeEventLoop) as runner:
-        return runner.run(main())
+        runner.run(main())
+    assert gateway.report is not None
+    cancelled = stop_at is not None and scenario.how.startswith("cancel")
+    assert outcome == ["cancelled" if cancelled else "returned"]  # cancellation propagates
+    return gateway.report
 
 
 def table(path: Path, sql: str) -> list[tuple[object, ...]]:
@@ -113,8 +144,8 @@ def test_ledger_balances_and_matches_the_database(
 ) -> None:
     db = tmp_path_factory.mktemp("ledger") / "t.db"
     config = scenario.config.replace(db_path=db)
-    report = run_scenario(config, scenario.stop_at)
-    event("stop", "cancelled" if scenario.stop_at is not None else "duration")
+    report = run_scenario(scenario, config)
+    event("stop", scenario.how if scenario.stop_at is not None else "duration")
     event("clean_shutdown", str(report.clean_shutdown))
     event("outcome", "ok" if report.ok else "not ok")
     event("dead-lettered", "some" if report.dead_lettered else "none")
@@ -131,11 +162,19 @@ def test_ledger_balances_and_matches_the_database(
     assert report.lost == report.produced - report.stored - report.rejected - report.dead_lettered
     if report.clean_shutdown:
         assert (report.in_flight, report.lost) == (0, 0)
+    assert report.errors == ()  # injected faults are handled: nothing fails for real
+    assert report.unwritable == 0
     assert report.ok == (report.clean_shutdown and report.lost == 0 and report.in_flight == 0)
+    if scenario.stop_at is not None and report.ended_by != "failure":
+        expected = {"stop": "stop", "abort": "abort", "cancel": "cancel"}
+        assert report.ended_by == expected.get(scenario.how, report.ended_by)
 
     # The report matches the file.
     readings = table(db, "SELECT device_id, seq, ts, temperature, humidity FROM readings")
     dead = table(db, "SELECT device_id, seq, ts, temperature, humidity FROM dead_letters")
+    assert table(db, "SELECT DISTINCT run_id FROM readings UNION SELECT run_id FROM runs") == [
+        (report.run_id,)
+    ]
     assert report.stored == table(db, "SELECT COUNT(*) FROM readings")[0][0] == len(readings)
     assert report.dead_lettered == table(db, "SELECT COUNT(*) FROM dead_letters")[0][0]
     stored_keys = {(row[0], row[1]) for row in readings}

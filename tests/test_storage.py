@@ -39,8 +39,8 @@ def reading(device_id: int, seq: int, ts: float = 0.0) -> Reading:
     )
 
 
-def row(r: Reading) -> tuple[int, int, float, float, float]:
-    return (r.device_id, r.seq, r.ts, r.temperature, r.humidity)
+def row(r: Reading, run_id: int = 1) -> tuple[int, int, int, float, float, float]:
+    return (run_id, r.device_id, r.seq, r.ts, r.temperature, r.humidity)
 
 
 def query(path: Path, sql: str) -> list[Any]:
@@ -58,6 +58,7 @@ def writer_stats(**changes: int) -> StorageStatistics:
         "total_stored": 0,
         "total_duplicates": 0,
         "total_dead_lettered": 0,
+        "total_unwritable": 0,
         "total_batches": 0,
         "total_retries": 0,
         "current_batch": 0,
@@ -156,50 +157,61 @@ def test_open_creates_the_schema_in_wal_mode(tmp_path: Path) -> None:
     )
     assert query(path, "PRAGMA journal_mode") == [("wal",)]
     columns = [c[1] for c in query(path, "PRAGMA table_info(readings)")]
-    assert columns == ["device_id", "seq", "ts", "temperature", "humidity"]
+    assert columns == ["run_id", "device_id", "seq", "ts", "temperature", "humidity"]
     dead_columns = [c[1] for c in query(path, "PRAGMA table_info(dead_letters)")]
-    assert dead_columns[:2] == ["device_id", "seq"]
+    assert dead_columns[:3] == ["run_id", "device_id", "seq"]
     assert "reason" in dead_columns
     with closing(sqlite3.connect(path)) as conn:
-        conn.execute("INSERT INTO readings VALUES (1, 0, 0.0, 20.0, 50.0)")
-        conn.execute("INSERT INTO readings VALUES (1, 1, 0.0, 20.0, 50.0)")
-        conn.execute("INSERT INTO readings VALUES (2, 0, 0.0, 20.0, 50.0)")
+        conn.execute("INSERT INTO readings VALUES (1, 1, 0, 0.0, 20.0, 50.0)")
+        conn.execute("INSERT INTO readings VALUES (1, 1, 1, 0.0, 20.0, 50.0)")
+        conn.execute("INSERT INTO readings VALUES (1, 2, 0, 0.0, 20.0, 50.0)")
+        conn.execute("INSERT INTO readings VALUES (2, 1, 0, 0.0, 20.0, 50.0)")  # another run
         with pytest.raises(
             sqlite3.IntegrityError,
-            match=r"^UNIQUE constraint failed: readings\.device_id, readings\.seq$",
+            match=r"^UNIQUE constraint failed: readings\.run_id, readings\.device_id, "
+            r"readings\.seq$",
         ):
-            conn.execute("INSERT INTO readings VALUES (1, 0, 1.0, 21.0, 51.0)")
+            conn.execute("INSERT INTO readings VALUES (1, 1, 0, 1.0, 21.0, 51.0)")
 
 
-def test_open_empties_the_tables_of_an_existing_file(tmp_path: Path) -> None:
+def test_each_open_is_a_new_run_and_keeps_the_rows_of_earlier_runs(tmp_path: Path) -> None:
     path = tmp_path / "t.db"
 
-    async def main() -> tuple[int, int]:
+    async def main() -> tuple[list[int], tuple[int, int]]:
         pool = await ConnectionPool.open(path, 1)
+        first = pool.run_id
         await pool.close()
         with closing(sqlite3.connect(path)) as conn, conn:
-            conn.execute("INSERT INTO readings VALUES (1, 0, 0.0, 20.0, 50.0)")
+            conn.execute("INSERT INTO readings VALUES (1, 1, 0, 0.0, 20.0, 50.0)")
             conn.execute(
-                "INSERT INTO dead_letters (device_id, seq, reason, failed_at) "
-                "VALUES (1, 1, 'disk full', 3.0)"
+                "INSERT INTO dead_letters (run_id, device_id, seq, reason, failed_at) "
+                "VALUES (1, 1, 1, 'disk full', 3.0)"
             )
-        assert (count(path), count(path, "dead_letters")) == (1, 1)
         pool = await ConnectionPool.open(path, 2)
         try:
-            return await pool.row_count(), await pool.row_count("dead_letters")
+            return [first, pool.run_id], (
+                await pool.row_count(),
+                await pool.row_count("dead_letters"),
+            )
         finally:
             await pool.close()
 
-    assert vrun(main()) == (0, 0)
-    assert (count(path), count(path, "dead_letters")) == (0, 0)
+    assert vrun(main()) == ([1, 2], (0, 0))  # run 2 has no rows of its own yet
+    assert (count(path), count(path, "dead_letters")) == (1, 1)  # run 1's are untouched
+    assert query(path, "SELECT run_id FROM runs ORDER BY run_id") == [(1,), (2,)]
 
 
-@pytest.mark.parametrize("kind", ["missing directory", "a directory"])
-def test_open_refuses_an_unusable_path_naming_it(tmp_path: Path, kind: str) -> None:
+@pytest.mark.parametrize(
+    ("kind", "why"),
+    [
+        ("missing directory", "the directory {parent} does not exist"),
+        ("a directory", "it is a directory"),
+    ],
+)
+def test_open_refuses_an_unusable_path_naming_it(tmp_path: Path, kind: str, why: str) -> None:
     path = tmp_path / "nope" / "t.db" if kind == "missing directory" else tmp_path
-    message = (
-        rf"^db_path {re.escape(repr(str(path)))} cannot be used: unable to open database file$"
-    )
+    reason = why.format(parent=repr(str(path.parent)))
+    message = rf"^db_path {re.escape(repr(str(path)))} cannot be used: {re.escape(reason)}$"
 
     async def main() -> None:
         with pytest.raises(ValueError, match=message):
@@ -231,7 +243,7 @@ def test_acquire_release_and_repr(tmp_path: Path) -> None:
         pool = await ConnectionPool.open(path, 2)
         try:
             assert repr(pool) == (
-                f"<ConnectionPool path={str(path)!r} "
+                f"<ConnectionPool path={str(path)!r} run_id=1 "
                 "<MeteredSemaphore permits=2 in_use=0 waiting=0>>"
             )
             a = await pool.acquire()
@@ -240,7 +252,7 @@ def test_acquire_release_and_repr(tmp_path: Path) -> None:
             waiter = asyncio.create_task(pool.acquire())
             await asyncio.sleep(2)
             assert repr(pool) == (
-                f"<ConnectionPool path={str(path)!r} "
+                f"<ConnectionPool path={str(path)!r} run_id=1 "
                 "<MeteredSemaphore permits=2 in_use=2 waiting=1>>"
             )
             pool.release(a)
