@@ -52,6 +52,9 @@ Short on purpose: a write blocked longer is a storage failure, retried with back
 loop (where a drain deadline can stop it), instead of a thread stuck for many seconds.
 """
 
+OPEN_TIMEOUT = 10.0
+"""Seconds opening a run waits for another writer's lock (once per run, before it starts)."""
+
 SQLITE_HEADER = b"SQLite format 3\x00"
 
 SCHEMA = (
@@ -205,7 +208,7 @@ def open_run(path: Path, config: Mapping[str, Any]) -> int:
     """
     _check_file(path)
     try:
-        conn = sqlite3.connect(path, timeout=BUSY_TIMEOUT, isolation_level=None)
+        conn = sqlite3.connect(path, timeout=OPEN_TIMEOUT, isolation_level=None)
     except sqlite3.Error as exc:
         raise _refuse(path, str(exc)) from exc
     try:
