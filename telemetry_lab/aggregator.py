@@ -105,9 +105,9 @@ class Aggregator:
                 if problem is not None:
                     self._rejected += 1
                     self._reasons[problem] = self._reasons.get(problem, 0) + 1
-                    log.warning(
-                        "🚫 Rejected reading %d/%d: %s", reading.device_id, reading.seq, problem
-                    )
+                    device = getattr(reading, "device_id", "?")
+                    seq = getattr(reading, "seq", "?")
+                    log.warning("🚫 Rejected reading %r/%r: %s", device, seq, problem)
                     continue
                 self._holding = 1
                 self._update_averages(reading)

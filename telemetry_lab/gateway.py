@@ -522,7 +522,7 @@ class Gateway:
         agg = self.aggregator.statistics()
         st = self.storage.statistics()
         run_id = self.pool.run_id
-        produced = sum(d.statistics().total_sent for d in self.devices)
+        produced = self._telemetry_rx.statistics().total_sent  # whoever sent them
         in_flight = (
             len(self._telemetry_rx)
             + agg.current_holding

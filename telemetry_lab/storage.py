@@ -142,7 +142,8 @@ class RetryPolicy:
 
     def delay(self, attempt: int, rng: random.Random) -> float:
         """Return the delay before retry number `attempt` (1-based): uniform in [0, cap]."""
-        cap = min(self.max_interval, self.initial * 2 ** (attempt - 1))
+        doublings = min(attempt - 1, 64)  # past that, the cap is max_interval anyway
+        cap = min(self.max_interval, self.initial * 2.0**doublings)
         return rng.uniform(0.0, cap)
 
 

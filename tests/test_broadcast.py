@@ -97,6 +97,16 @@ def test_zero_capacity(capacity: int) -> None:
         broadcast(capacity)
 
 
+@pytest.mark.parametrize("capacity", [2**24 + 1, 10**20])
+def test_a_capacity_too_large_to_allocate_is_a_value_error(capacity: int) -> None:
+    """Huge ints gave OverflowError (or tried to allocate gigabytes); now a clear ValueError."""
+    with pytest.raises(
+        ValueError,
+        match=rf"^capacity must be <= 16777216 \(the ring is allocated up front\), got {capacity}$",
+    ):
+        broadcast(capacity)
+
+
 @pytest.mark.parametrize("capacity", [1, 2, 3, 5, 6, 7, 9, 100])
 def test_exact_capacity_no_power_of_two_rounding(capacity: int) -> None:
     tx, rx = broadcast(capacity)

@@ -319,8 +319,8 @@ def test_different_seeds_give_different_runs(
 
 
 BAD_ARGUMENTS: list[tuple[list[str], str]] = [
-    (["--devices", "0"], "devices must be in [1, 10000], got 0"),
-    (["--devices", "10001"], "devices must be in [1, 10000], got 10001"),
+    (["--devices", "0"], "devices must be in [1, 1000], got 0"),
+    (["--devices", "1001"], "devices must be in [1, 1000], got 1001"),
     (["--devices", "1.5"], "argument --devices: invalid int value: '1.5'"),
     (["--devices"], "argument --devices: expected one argument"),
     (["--duration", "-1"], "duration must be in (0, 86400], got -1.0"),
@@ -328,7 +328,9 @@ BAD_ARGUMENTS: list[tuple[list[str], str]] = [
     (["--duration", "nan"], "duration must be a finite number in (0, 86400], got nan"),
     (["--duration", "abc"], "argument --duration: invalid float value: 'abc'"),
     (["--clients", "abc"], "argument --clients: invalid int value: 'abc'"),
-    (["--clients", "-1"], "clients must be in [0, 10000], got -1"),
+    (["--clients", "-1"], "clients must be in [0, 1000], got -1"),
+    (["--devices", "10000", "--clients", "10000"], "devices must be in [1, 1000], got 10000"),
+    (["--duration", "1e400"], "duration must be a finite number in (0, 86400], got inf"),
     (["--seed", "-5"], "seed must be in [0, 9223372036854775807], got -5"),
     (["--bogus"], "unrecognized arguments: --bogus"),
     (["extra"], "unrecognized arguments: extra"),
@@ -381,6 +383,19 @@ def test_a_db_that_is_a_directory_returns_2(
         rf"telemetry-lab: error: db_path {re.escape(repr(str(tmp_path)))} cannot be used: .+\n",
         err,
     ), err
+
+
+def test_a_run_too_big_for_the_virtual_clock_exits_2_before_starting(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    """Found: `--devices 10000 --clients 10000 --fast` did not finish in 600 s."""
+    db = tmp_path / "big.db"
+    argv = ["--fast", "--devices", "1000", "--clients", "1000", "--duration", "600"]
+    code, out, err = run_main(capsys, *argv, "--db", str(db))
+    assert (code, out) == (2, "")
+    assert err.startswith("telemetry-lab: error: this config asks for about ")
+    assert "the limit is 25,000,000" in err
+    assert not db.exists()
 
 
 # --------------------------------------------------------------------------- exit status

@@ -20,8 +20,8 @@ from telemetry_lab.config import GatewayConfig
 
 # (field, low, high) for the integer fields; messages print the bounds as written here.
 INT_FIELDS: list[tuple[str, int, int]] = [
-    ("devices", 1, 10_000),
-    ("clients", 0, 10_000),
+    ("devices", 1, 1_000),
+    ("clients", 0, 1_000),
     ("telemetry_capacity", 1, 1_000_000),
     ("storage_capacity", 1, 1_000_000),
     ("broadcast_capacity", 1, 1_000_000),
@@ -31,13 +31,13 @@ INT_FIELDS: list[tuple[str, int, int]] = [
     ("seed", 0, 2**63 - 1),
 ]
 
-# (field, low, high, low_is_open) for the float fields.
+# (field, low, high, low_is_open) for the float fields. (device_interval, which also
+# accepts 0, has tests of its own.)
 FLOAT_FIELDS: list[tuple[str, float, float, bool]] = [
     ("duration", 0, 86_400, True),
-    ("flush_interval", 0, 3_600, True),
-    ("shutdown_timeout", 0, 3_600, True),
-    ("device_interval", 0, 3_600, False),
-    ("sample_interval", 0, 60, True),
+    ("flush_interval", 0.001, 3_600, False),
+    ("shutdown_timeout", 0.01, 3_600, False),
+    ("sample_interval", 0.01, 60, False),
 ]
 
 ALL_FIELDS = [
@@ -98,8 +98,10 @@ def float_cases() -> list[Any]:
     for name, low, high, open_low in FLOAT_FIELDS:
         allowed = f"{'(' if open_low else '['}{low}, {high}]"
         below: list[tuple[object, str]] = [(-1.0, "negative"), (-1e-9, "just-below-zero")]
-        if open_low:
+        if open_low or low > 0:
             below += [(0, "zero-int"), (0.0, "zero")]
+        if low > 0:
+            below += [(math.nextafter(low, 0), "just-below-low"), (1e-300, "tiny")]
         above: list[tuple[object, str]] = [(high + 0.5, "above"), (high + 1, "above-int")]
         for value, what in below + above:
             message = f"{name} must be in {allowed}, got {value!r}"
@@ -113,6 +115,7 @@ def float_cases() -> list[Any]:
             (float("inf"), "inf"),
             (float("-inf"), "-inf"),
             (1 + 0j, "complex"),
+            (10**400, "huge-int"),
         ]:
             message = f"{name} must be a finite number in {allowed}, got {value!r}"
             cases.append(pytest.param(name, value, message, id=f"{name}-{what}"))
@@ -221,9 +224,10 @@ def test_an_invalid_float_field_names_field_value_and_range(
 @pytest.mark.parametrize(
     ("kwargs", "pattern"),
     [
-        ({"devices": 0}, r"^devices must be in \[1, 10000\], got 0$"),
-        ({"clients": -1}, r"^clients must be in \[0, 10000\], got -1$"),
-        ({"clients": "4"}, r"^clients must be an integer in \[0, 10000\], got '4'$"),
+        ({"devices": 0}, r"^devices must be in \[1, 1000\], got 0$"),
+        ({"devices": 10_000}, r"^devices must be in \[1, 1000\], got 10000$"),
+        ({"clients": -1}, r"^clients must be in \[0, 1000\], got -1$"),
+        ({"clients": "4"}, r"^clients must be an integer in \[0, 1000\], got '4'$"),
         ({"batch_size": True}, r"^batch_size must be an integer in \[1, 100000\], got True$"),
         ({"db_connections": 65}, r"^db_connections must be in \[1, 64\], got 65$"),
         (
@@ -237,13 +241,25 @@ def test_an_invalid_float_field_names_field_value_and_range(
         ),
         (
             {"flush_interval": None},
-            r"^flush_interval must be a finite number in \(0, 3600\], got None$",
+            r"^flush_interval must be a finite number in \[0\.001, 3600\], got None$",
         ),
-        ({"device_interval": -0.5}, r"^device_interval must be in \[0, 3600\], got -0\.5$"),
-        ({"sample_interval": 60.5}, r"^sample_interval must be in \(0, 60\], got 60\.5$"),
+        (
+            {"device_interval": -0.5},
+            r"^device_interval must be 0 or in \[0\.001, 3600\], got -0\.5$",
+        ),
+        (
+            {"device_interval": 1e-6},
+            r"^device_interval must be 0 or in \[0\.001, 3600\], got 1e-06$",
+        ),
+        ({"sample_interval": 60.5}, r"^sample_interval must be in \[0\.01, 60\], got 60\.5$"),
+        ({"sample_interval": 1e-300}, r"^sample_interval must be in \[0\.01, 60\], got 1e-300$"),
         (
             {"shutdown_timeout": float("inf")},
-            r"^shutdown_timeout must be a finite number in \(0, 3600\], got inf$",
+            r"^shutdown_timeout must be a finite number in \[0\.01, 3600\], got inf$",
+        ),
+        (
+            {"duration": 10**400},
+            r"^duration must be a finite number in \(0, 86400\], got 1000000000",
         ),
     ],
 )
@@ -254,7 +270,7 @@ def test_messages_spelled_out(kwargs: dict[str, Any], pattern: str) -> None:
 
 
 def test_the_first_invalid_field_in_declaration_order_is_reported() -> None:
-    with pytest.raises(ValueError, match=r"^devices must be in \[1, 10000\], got 0$"):
+    with pytest.raises(ValueError, match=r"^devices must be in \[1, 1000\], got 0$"):
         GatewayConfig(sample_interval=0, devices=0)
 
 
@@ -268,6 +284,69 @@ def test_clients_zero_and_device_interval_zero_are_allowed() -> None:
     config = GatewayConfig(clients=0, device_interval=0)
     assert config.clients == 0
     assert config.device_interval == 0
+
+
+@pytest.mark.parametrize(
+    "value", [0, 0.0, 0.001, 1, 3_600, 3_600.0], ids=["0", "0.0", "low", "1", "high", "high.0"]
+)
+def test_device_interval_accepts_zero_and_its_range(value: float) -> None:
+    assert GatewayConfig(device_interval=value).device_interval == value
+
+
+@pytest.mark.parametrize(
+    "value",
+    [-1.0, -1e-9, 1e-300, 1e-6, 0.000_999, 3_600.5, float("nan"), float("inf"), True, "1"],
+)
+def test_device_interval_refuses_everything_else(value: object) -> None:
+    finite = isinstance(value, float) and math.isfinite(value)
+    kind = "" if finite else "a finite number, "
+    message = f"device_interval must be {kind}0 or in [0.001, 3600], got {value!r}"
+    with pytest.raises(ValueError, match=exact(message)):
+        GatewayConfig(device_interval=value)
+
+
+# --------------------------------------------------------------------------- finishing
+
+
+def test_the_estimated_virtual_work_of_the_default_demo_is_small() -> None:
+    assert GatewayConfig().virtual_work() == pytest.approx(
+        7 * 10 / 1.5 * (32 + 4) + 10 / 0.25 * (12 + 0.7 * 4)
+    )
+
+
+@pytest.mark.parametrize(
+    "changes",
+    [
+        {"devices": 1_000, "clients": 1_000},  # measured: 24 s on the virtual clock
+        {"duration": 86_400},  # a day of the seed's demo
+        {"device_interval": 0.001},
+    ],
+)
+def test_configs_measured_to_finish_are_accepted_on_the_virtual_clock(
+    changes: dict[str, Any],
+) -> None:
+    GatewayConfig(**changes).check_runs_on_virtual_time()
+
+
+@pytest.mark.parametrize(
+    "changes",
+    [
+        {"devices": 1_000, "clients": 1_000, "duration": 60},
+        {"devices": 1_000, "duration": 86_400},
+        {"duration": 3_600, "sample_interval": 0.01, "clients": 1_000},
+    ],
+)
+def test_configs_that_would_not_finish_are_refused_on_the_virtual_clock(
+    changes: dict[str, Any],
+) -> None:
+    config = GatewayConfig(**changes)
+    work = f"{config.virtual_work():,.0f}"
+    with pytest.raises(
+        ValueError,
+        match=rf"^this config asks for about {re.escape(work)} units of work on the virtual "
+        r"clock .*; the limit is 25,000,000, about two minutes of CPU: ",
+    ):
+        config.check_runs_on_virtual_time()
 
 
 def test_integers_are_accepted_for_float_fields() -> None:
@@ -333,7 +412,7 @@ def test_replace_without_changes_gives_an_equal_distinct_object() -> None:
 @pytest.mark.parametrize(
     ("changes", "pattern"),
     [
-        ({"devices": 0}, r"^devices must be in \[1, 10000\], got 0$"),
+        ({"devices": 0}, r"^devices must be in \[1, 1000\], got 0$"),
         ({"duration": -1.0}, r"^duration must be in \(0, 86400\], got -1\.0$"),
         ({"seed": "42"}, r"^seed must be an integer in \[0, 9223372036854775807\], got '42'$"),
         ({"db_path": ":memory:"}, r"^db_path must be a file path \(str or Path\), got ':memory:'$"),

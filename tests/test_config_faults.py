@@ -257,14 +257,16 @@ def test_client_delay_returns_the_entry_of_a_1_based_client_and_0_when_missing(
 @pytest.mark.parametrize(
     ("value", "message"),
     [
-        (0, "retry_initial must be in (0, 60], got 0"),
-        (0.0, "retry_initial must be in (0, 60], got 0.0"),
-        (-0.1, "retry_initial must be in (0, 60], got -0.1"),
-        (60.5, "retry_initial must be in (0, 60], got 60.5"),
-        (math.nan, "retry_initial must be a finite number in (0, 60], got nan"),
-        (math.inf, "retry_initial must be a finite number in (0, 60], got inf"),
-        (True, "retry_initial must be a finite number in (0, 60], got True"),
-        ("0.1", "retry_initial must be a finite number in (0, 60], got '0.1'"),
+        (0, "retry_initial must be in [0.001, 60], got 0"),
+        (0.0, "retry_initial must be in [0.001, 60], got 0.0"),
+        (1e-300, "retry_initial must be in [0.001, 60], got 1e-300"),
+        (10**400, "retry_initial must be a finite number in [0.001, 60], got " + str(10**400)),
+        (-0.1, "retry_initial must be in [0.001, 60], got -0.1"),
+        (60.5, "retry_initial must be in [0.001, 60], got 60.5"),
+        (math.nan, "retry_initial must be a finite number in [0.001, 60], got nan"),
+        (math.inf, "retry_initial must be a finite number in [0.001, 60], got inf"),
+        (True, "retry_initial must be a finite number in [0.001, 60], got True"),
+        ("0.1", "retry_initial must be a finite number in [0.001, 60], got '0.1'"),
     ],
 )
 def test_a_bad_retry_initial_is_refused(tmp_path: Path, value: object, message: str) -> None:
@@ -275,11 +277,11 @@ def test_a_bad_retry_initial_is_refused(tmp_path: Path, value: object, message: 
 @pytest.mark.parametrize(
     ("value", "message"),
     [
-        (0, "retry_max_interval must be in (0, 3600], got 0"),
-        (-2.0, "retry_max_interval must be in (0, 3600], got -2.0"),
-        (3600.5, "retry_max_interval must be in (0, 3600], got 3600.5"),
-        (math.nan, "retry_max_interval must be a finite number in (0, 3600], got nan"),
-        (False, "retry_max_interval must be a finite number in (0, 3600], got False"),
+        (0, "retry_max_interval must be in [0.001, 3600], got 0"),
+        (-2.0, "retry_max_interval must be in [0.001, 3600], got -2.0"),
+        (3600.5, "retry_max_interval must be in [0.001, 3600], got 3600.5"),
+        (math.nan, "retry_max_interval must be a finite number in [0.001, 3600], got nan"),
+        (False, "retry_max_interval must be a finite number in [0.001, 3600], got False"),
     ],
 )
 def test_a_bad_retry_max_interval_is_refused(tmp_path: Path, value: object, message: str) -> None:

@@ -306,6 +306,31 @@ def test_retry_delay_caps_double_from_initial_up_to_max_interval() -> None:
     caps = [policy.delay(k, UpperBound()) for k in range(1, 9)]
     assert caps == pytest.approx([0.1, 0.2, 0.4, 0.8, 1.6, 2.0, 2.0, 2.0])
     assert policy.delay(60, UpperBound()) == 2.0  # no overflow far out
+    # Found while measuring the config limits: attempt 1025 raised OverflowError (2**1024
+    # is no float) and killed the storage task.
+    assert policy.delay(100_000, UpperBound()) == 2.0
+    tiny = RetryPolicy(initial=0.001, max_interval=0.001, max_elapsed=100.0)
+    assert tiny.delay(5_000, UpperBound()) == 0.001
+
+
+def test_a_long_failing_run_with_the_shortest_retries_keeps_retrying(tmp_path: Path) -> None:
+    db = tmp_path / "t.db"
+    config = GatewayConfig(
+        db_path=db,
+        duration=1.0,
+        device_interval=0.1,
+        shutdown_timeout=0.5,
+        storage_failure_rate=1.0,
+        retry_initial=0.001,
+        retry_max_interval=0.001,
+        retry_max_elapsed=100.0,
+    )
+    report = run(config, virtual_time=True)
+    check_ledger(report, db)
+    assert report.errors == ()  # no OverflowError past attempt 1024
+    assert report.storage_retries > 1_100
+    assert report.ended_by == "duration"
+    assert report.tasks_stopped_cleanly < report.tasks_started  # storage cut at the deadline
 
 
 def test_retry_delay_is_full_jitter_between_0_and_the_cap() -> None:
@@ -443,6 +468,29 @@ def test_a_slow_client_lags_alone_and_slows_nothing_else(tmp_path: Path) -> None
     # Only the drain waits for the slow client: at most its backlog of 5 plus the one it holds.
     assert fast.loop_seconds == pytest.approx(10.0)
     assert 10.0 <= report.loop_seconds <= 10.0 + 6 * 0.5
+
+
+def test_a_slow_client_with_a_long_backlog_never_makes_a_clean_run_fail(tmp_path: Path) -> None:
+    """Found: every reading stored, and still `ok=False`, "❌ Data was lost" next to "Lost 0":
+    the drain waited for a client working through 100 updates at 0.5 s each."""
+    db = tmp_path / "t.db"
+    gateway, report = run_gateway_object(GatewayConfig(db_path=db, client_delays=(0.5,)))
+    check_ledger(report, db)
+    assert report.ok, report.summary_table()
+    assert report.clean_shutdown
+    assert report.tasks_stopped_cleanly == report.tasks_started == 13
+    assert (report.lost, report.in_flight) == (0, 0)
+    slow = gateway.statistics().clients[0]
+    assert slow.total_skipped_at_shutdown > 0  # out of time at shutdown: skipped, counted
+    first = report.client_summaries[0]
+    assert first.received + first.lagged == report.updates_sent
+    assert report.loop_seconds < 10.0 + report.updates_sent * 0.5  # it did not wait it out
+    assert report.loop_seconds <= 10.0 + gateway.config.shutdown_timeout
+    assert report.verdicts() == (
+        "✅ Zero data loss: every reading was stored, rejected or dead-lettered",
+        f"📉 Clients missed {report.updates_lagged} of {4 * report.updates_sent} updates (slow "
+        "clients lag; the database still has every reading)",
+    )
 
 
 # --- 6. crashing devices ---------------------------------------------------------------------
@@ -639,6 +687,72 @@ def test_validate_reading_boundaries_and_order(
     changes: dict[str, object], expected: str | None
 ) -> None:
     assert validate_reading(reading(**changes)) == expected
+
+
+@pytest.mark.parametrize(
+    ("changes", "expected"),
+    [
+        ({"ts": math.nan}, "ts_nan"),
+        ({"ts": math.inf}, "ts_infinite"),
+        ({"ts": -0.5}, "ts_out_of_range"),
+        ({"ts": "0.5"}, "ts_wrong_type"),
+        ({"ts": 10**400}, "ts_out_of_range"),
+        ({"ts": 0}, None),
+        ({"seq": None}, "seq_wrong_type"),
+        ({"seq": 1.0}, "seq_wrong_type"),
+        ({"seq": True}, "seq_wrong_type"),
+        ({"seq": -1}, "seq_out_of_range"),
+        ({"seq": 2**63}, "seq_out_of_range"),
+        ({"seq": 2**63 - 1}, None),
+        ({"device_id": 2**63}, "device_id_out_of_range"),
+        ({"device_id": 0}, "device_id_out_of_range"),
+        ({"device_id": "1"}, "device_id_wrong_type"),
+        ({"device_id": 2**63 - 1}, None),
+        ({"device_id": None, "ts": math.nan}, "device_id_wrong_type"),  # first field first
+    ],
+)
+def test_validate_reading_checks_every_field(
+    changes: dict[str, object], expected: str | None
+) -> None:
+    """Found: `ts=NaN` and `seq=None` passed validation; `device_id=2**63` crashed storage."""
+    assert validate_reading(reading(**changes)) == expected
+
+
+def test_validate_reading_refuses_what_is_not_a_reading() -> None:
+    assert validate_reading({"device_id": 1}) == "not_a_reading"
+    assert validate_reading(None) == "not_a_reading"
+
+
+async def test_bad_fields_are_rejected_by_reason_and_never_reach_storage(tmp_path: Path) -> None:
+    """Fed straight into a gateway's telemetry channel, as a learner's own device could."""
+    db = tmp_path / "t.db"
+    gateway = Gateway(GatewayConfig(db_path=db, devices=1, clients=1, duration=1.0))
+    bad = [
+        reading(device_id=2**63),
+        reading(seq=None),
+        reading(ts=math.nan),
+        {"device_id": 1},
+    ]
+    task = asyncio.create_task(gateway.run())
+    while gateway.phase.name == "NEW" or gateway.storage is None:  # noqa: ASYNC110
+        await asyncio.sleep(0)
+    tx = gateway.devices[0]._tx
+    for value in bad:
+        await tx.send(value)  # type: ignore[arg-type]
+    report = await task
+    assert (
+        dict(report.rejected_reasons).items()
+        >= {
+            "device_id_out_of_range": 1,
+            "seq_wrong_type": 1,
+            "ts_nan": 1,
+            "not_a_reading": 1,
+        }.items()
+    )
+    assert report.errors == ()
+    assert report.ok
+    assert report.stored == count(db, "readings")
+    assert query(db, "SELECT COUNT(*) FROM readings WHERE device_id > 1") == [(0,)]
 
 
 def test_malform_garbles_exactly_one_field_reproducibly() -> None:

@@ -512,3 +512,30 @@ def test_adjust_after_the_run_has_stopped_raises(tmp_path: Path) -> None:
     ):
         gateway.adjust(storage_latency=0.2)
     assert gateway.knobs.storage_latency == 0.1
+
+
+def test_a_task_that_fails_ends_the_run_and_says_so_in_the_report(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Found: API users without logging configured saw none of the gateway's errors."""
+    from telemetry_lab.client import Client
+
+    real = Client.run
+
+    async def failing(self: Client) -> None:
+        if self.client_id == 2:
+            await asyncio.sleep(3.0)
+            raise RuntimeError("the display went away")
+        await real(self)
+
+    monkeypatch.setattr(Client, "run", failing)
+    db = tmp_path / "t.db"
+    report = run(GatewayConfig(db_path=db, duration=60.0), virtual_time=True)
+    assert report.errors == ("task client-2 failed: RuntimeError: the display went away",)
+    assert report.ended_by == "failure"
+    assert report.loop_seconds == pytest.approx(3.0, abs=0.25)  # it stopped the run
+    assert not report.ok
+    assert report.lost == 0  # every reading still reached its place
+    assert report.stored == len(rows(db))
+    assert report.verdicts()[0] == "❌ task client-2 failed: RuntimeError: the display went away"
+    assert report.to_dict()["errors"] == list(report.errors)

@@ -204,7 +204,8 @@ def test_adjust_refusal_messages_are_exact(tmp_path: Path) -> None:
     with pytest.raises(ValueError, match=r"^client_delays has 5 entries but clients is 4$"):
         gateway.adjust(client_delays=(0.0,) * 5)
     with pytest.raises(
-        ValueError, match=r"^device_interval must be a finite number in \[0, 3600\], got 'x'$"
+        ValueError,
+        match=r"^device_interval must be a finite number, 0 or in \[0\.001, 3600\], got 'x'$",
     ):
         gateway.adjust(device_interval="x")
 

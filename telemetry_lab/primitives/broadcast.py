@@ -33,6 +33,9 @@ T_co = TypeVar("T_co", covariant=True)
 
 _EMPTY: Any = object()  # a slot whose value every receiver has read (released)
 
+MAX_CAPACITY = 2**24
+"""The largest ring `broadcast()` allocates (16,777,216 slots, 128 MiB of references)."""
+
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class BroadcastStatistics:
@@ -367,7 +370,7 @@ class broadcast(tuple[BroadcastSender[T], BroadcastReceiver[T]]):
     Use it as a function, `tx, rx = broadcast(100)`, or typed, `broadcast[Update](100)`.
 
     Raises:
-        ValueError: `capacity` is less than 1.
+        ValueError: `capacity` is less than 1, or more than `MAX_CAPACITY`.
     """
 
     __slots__ = ()
@@ -377,5 +380,10 @@ class broadcast(tuple[BroadcastSender[T], BroadcastReceiver[T]]):
             raise TypeError(f"capacity must be an int, got {capacity!r}")
         if capacity < 1:
             raise ValueError(f"capacity must be >= 1, got {capacity!r}")
+        if capacity > MAX_CAPACITY:
+            raise ValueError(
+                f"capacity must be <= {MAX_CAPACITY} (the ring is allocated up front), "
+                f"got {capacity!r}"
+            )
         state: _BroadcastState[T] = _BroadcastState(capacity)
         return BroadcastSender(state), BroadcastReceiver(state)
