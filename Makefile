@@ -4,6 +4,7 @@
 #   make pytest-here   pytest in .venv only (PYTEST_ARGS="-x tests/test_mpsc.py" to narrow)
 #   make demo    run the demo
 #   make bench   run the benchmarks (same-run ratios)
+#   make stress  end 150 runs with real signals and cancellations, writes in flight
 #   make lab     open the workshop notebooks in JupyterLab
 
 PYTHON ?= python3
@@ -11,7 +12,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: test lint typecheck pytest pytest-here demo bench lab clean
+.PHONY: test lint typecheck pytest pytest-here demo bench stress lab clean
 
 $(STAMP): pyproject.toml
 	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info >= (3, 11) else "telemetry_lab needs Python >= 3.11; $(PYTHON) is " + sys.version.split()[0] + ". Run: make PYTHON=python3.12 ...")'
@@ -44,6 +45,9 @@ bench: $(STAMP)
 	$(BIN)/python bench/faults.py
 	$(BIN)/python bench/dashboard.py
 	$(BIN)/python bench/notebooks.py
+
+stress: $(STAMP)
+	$(BIN)/python bench/stress_signals.py
 
 lab: $(STAMP)
 	$(BIN)/jupyter lab notebooks/

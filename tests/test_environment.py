@@ -71,6 +71,28 @@ def test_the_notebook_test_tools_are_in_the_environment() -> None:
     assert {"nbval", "pytest", "ipykernel"} <= names
 
 
+NOT_FOR_BINDER = {"playwright", "ruff", "mypy"}  # the browser driver and the linters
+
+
+def test_every_test_tool_but_the_browser_driver_and_the_linters_is_in_the_environment() -> None:
+    """Found: in the Binder environment `pytest notebooks` stopped at "Unknown config option:
+    timeout" (pytest-timeout, hypothesis and pyyaml were missing; the config is strict)."""
+    conda, pip = conda_entries()
+    available = {name_of(e) for e in conda + pip}
+    test_tools = {name_of(r) for r in pyproject()["project"]["optional-dependencies"]["test"]}
+    assert test_tools - NOT_FOR_BINDER <= available, test_tools - NOT_FOR_BINDER - available
+    options = pyproject()["tool"]["pytest"]["ini_options"]
+    assert "timeout" in options  # a pytest-timeout option: --strict-config needs the plugin
+    assert "pytest-timeout" in available
+
+
+def test_nest_asyncio2_comes_from_conda_forge() -> None:
+    """It is packaged there (1.7.3 and later): no pip section is needed at all."""
+    conda, pip = conda_entries()
+    assert "nest-asyncio2>=1.7.3" in conda
+    assert pip == []
+
+
 def test_postbuild_installs_the_package_without_dependencies_and_no_lab_build() -> None:
     post_build = ROOT / "postBuild"
     text = post_build.read_text(encoding="utf-8")
