@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import dataclasses
+import json
 import logging
 import sqlite3
 import subprocess
@@ -539,3 +540,51 @@ def test_a_task_that_fails_ends_the_run_and_says_so_in_the_report(
     assert report.stored == len(rows(db))
     assert report.verdicts()[0] == "❌ task client-2 failed: RuntimeError: the display went away"
     assert report.to_dict()["errors"] == list(report.errors)
+
+
+SCRIPT_WITH_CTRL_C = """
+import json, logging, sys
+from telemetry_lab import GatewayConfig, run
+logging.basicConfig(level=logging.INFO, format="%(message)s", stream=sys.stderr)
+config = GatewayConfig(db_path=sys.argv[1], duration=30.0, device_interval=0.05, storage_latency=0.5)
+try:
+    report = run(config)
+except KeyboardInterrupt:
+    print("KeyboardInterrupt")
+else:
+    print(json.dumps({"ended_by": report.ended_by, "ok": report.ok}))
+"""
+
+
+@pytest.mark.timeout(60)
+@pytest.mark.parametrize("presses", [1, 2])
+def test_ctrl_c_in_a_script_using_run(tmp_path: Path, presses: int) -> None:
+    """Once: the run drains and run() returns the report. Twice: it aborts, then raises."""
+    import signal
+
+    proc = subprocess.Popen(
+        [sys.executable, "-c", SCRIPT_WITH_CTRL_C, str(tmp_path / "t.db")],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        encoding="utf-8",
+        env={**__import__("os").environ, "PYTHONIOENCODING": "utf-8"},
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
+    )
+    assert proc.stderr is not None
+    for line in proc.stderr:
+        if line.startswith("💾 Writing batch"):
+            break
+    proc.send_signal(signal.SIGINT)
+    if presses == 2:
+        for line in proc.stderr:
+            if line.startswith("🛑 SIGINT received"):
+                break
+        proc.send_signal(signal.SIGINT)
+    out, err = proc.communicate(timeout=30)
+    assert proc.returncode == 0, err
+    assert "Traceback" not in err
+    if presses == 1:
+        assert json.loads(out) == {"ended_by": "stop", "ok": True}
+    else:
+        assert out == "KeyboardInterrupt\n"
