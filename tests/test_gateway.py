@@ -546,7 +546,9 @@ SCRIPT_WITH_CTRL_C = """
 import json, logging, sys
 from telemetry_lab import GatewayConfig, run
 logging.basicConfig(level=logging.INFO, format="%(message)s", stream=sys.stderr)
-config = GatewayConfig(db_path=sys.argv[1], duration=30.0, device_interval=0.05, storage_latency=0.5)
+config = GatewayConfig(
+    db_path=sys.argv[1], duration=30.0, device_interval=0.05, storage_latency=0.5
+)
 try:
     report = run(config)
 except KeyboardInterrupt:
