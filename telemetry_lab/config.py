@@ -211,9 +211,7 @@ class GatewayConfig:
         attempts = 0.0
         if self.storage_failure_rate or self.storage_outage:
             attempts = self.db_connections * seconds / (self.retry_initial / 2)
-        return (
-            readings * (32 + self.clients) + samples * (12 + 0.7 * self.clients) + 12 * attempts
-        )
+        return readings * (32 + self.clients) + samples * (12 + 0.7 * self.clients) + 12 * attempts
 
     def check_runs_on_virtual_time(self) -> None:
         """Raise `ValueError` if this config cannot finish on a virtual clock.
