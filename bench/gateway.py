@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import contextlib
 import gc
 import logging
 import random
@@ -33,7 +32,8 @@ from collections.abc import Callable
 from pathlib import Path
 
 from telemetry_lab import Gateway, GatewayConfig, Reading, run, run_gateway
-from telemetry_lab.storage import INSERT_READINGS, SCHEMA
+from telemetry_lab.database import open_run
+from telemetry_lab.storage import INSERT_READINGS
 
 DEVICES, CLIENTS, BATCH = 7, 4, 10
 
@@ -60,9 +60,7 @@ async def ours(seconds: float, db: Path) -> float:
 async def handwritten(seconds: float, db: Path) -> float:
     """The same stages and the same work, written directly against asyncio."""
     start_wall = time.perf_counter()
-    with contextlib.closing(sqlite3.connect(db)) as setup, setup:
-        setup.executescript(SCHEMA)
-        setup.execute("DELETE FROM readings")
+    run_id = open_run(db, {"handwritten": True})  # the same file format, a run of its own
     connections = [sqlite3.connect(db, check_same_thread=False) for _ in range(2)]
     for conn in connections:
         conn.execute("PRAGMA journal_mode=WAL")
@@ -112,11 +110,11 @@ async def handwritten(seconds: float, db: Path) -> float:
         for q in client_queues:
             q.put_nowait(None)
 
-    def insert(conn: sqlite3.Connection, rows: list[tuple[int, int, float, float, float]]) -> int:
+    Row = tuple[int, int, int, float, float, float]
+
+    def insert(conn: sqlite3.Connection, rows: list[Row]) -> int:
         with conn:
-            before = conn.total_changes
-            conn.executemany(INSERT_READINGS, rows)
-            return conn.total_changes - before
+            return conn.executemany(INSERT_READINGS, rows).rowcount
 
     async def writer() -> None:
         nonlocal stored
@@ -124,7 +122,7 @@ async def handwritten(seconds: float, db: Path) -> float:
         free = list(connections)
         writes: set[asyncio.Task[None]] = set()
 
-        async def write(rows: list[tuple[int, int, float, float, float]]) -> None:
+        async def write(rows: list[Row]) -> None:
             nonlocal stored
             conn = free.pop()
             try:
@@ -133,12 +131,12 @@ async def handwritten(seconds: float, db: Path) -> float:
                 free.append(conn)
                 pool.release()
 
-        batch: list[tuple[int, int, float, float, float]] = []
+        batch: list[Row] = []
         while True:
             reading = await storage.get()
             if reading is not None:
                 batch.append(
-                    (reading.device_id, reading.seq, reading.ts, reading.temperature,
+                    (run_id, reading.device_id, reading.seq, reading.ts, reading.temperature,
                      reading.humidity)
                 )  # fmt: skip
             if batch and (len(batch) >= BATCH or reading is None):
@@ -236,7 +234,7 @@ def memory_growth(readings: int) -> tuple[int, int, float]:
                 break
         gc.collect()
         final = rss_bytes()
-        task.cancel()
+        gateway.stop()  # the graceful drain; run() returns the report
         report = await task
         assert report.ok, report
         return baseline, final, time.perf_counter() - began
