@@ -65,14 +65,63 @@ def test_closes_with_summary_whats_next_and_exercises(path: Path) -> None:
     assert order == sorted(order), f"{path.name}: Summary, What's next, Exercises in order"
 
 
-@pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.name)
-def test_has_at_least_two_exercises_with_automatic_checks(path: Path) -> None:
+def exercises(path: Path) -> dict[int, dict[str, Any]]:
+    """Each exercise's cells: the learner's check cell, its stub and its solution cell."""
     cells = load(path)["cells"]
-    code = [source(c) for c in cells if c["cell_type"] == "code"]
-    checks = [c for c in code if re.search(r"^def check_exercise_\d+\(", c, re.M)]
-    assert len(checks) >= 2, f"{path.name}: needs >= 2 `def check_exercise_N(` cells"
-    solved = [c for c in code if re.search(r"check_exercise_\d+\(", c) and "def " not in c]
-    assert len(solved) >= 2, f"{path.name}: the solutions must run their checks in CI"
+    found: dict[int, dict[str, Any]] = {}
+    for i, cell in enumerate(cells):
+        text = source(cell)
+        if cell["cell_type"] != "code":
+            continue
+        check = re.fullmatch(r"(?:await )?check_exercise_(\d+)\((\w+)\)\s*", text)
+        if check:
+            number, name = int(check.group(1)), check.group(2)
+            found.setdefault(number, {})["check"] = (i, name)
+        solution = re.search(
+            r"^assert \(?(?:await )?check_exercise_(\d+)\((solution_\w+), solution=True\)\)?"
+            r"\.passed$",
+            text,
+            re.M,
+        )
+        if solution:
+            found.setdefault(int(solution.group(1)), {})["solution"] = (i, solution.group(2))
+    for entry in found.values():
+        if "check" in entry:
+            name = entry["check"][1]
+            for i, cell in enumerate(cells):
+                text = source(cell)
+                if re.search(rf"^(async )?def {name}\(", text, re.M):
+                    entry.setdefault("stub", (i, text))
+    return found
+
+
+@pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.name)
+def test_has_at_least_two_exercises_checked_by_the_package(path: Path) -> None:
+    """Exercise, stub, one line that checks it, a collapsed solution under its own name."""
+    code = [source(c) for c in load(path)["cells"] if c["cell_type"] == "code"]
+    number = path.name[:2]
+    assert not any(re.search(r"^def check_exercise_", c, re.M) for c in code), (
+        f"{path.name}: checkers live in telemetry_lab.exercises.nb{number}, not in the notebook"
+    )
+    imports = f"from telemetry_lab.exercises.nb{number} import "
+    assert any(imports in c for c in code), f"{path.name}: import the checkers ({imports}...)"
+    found = exercises(path)
+    assert len(found) >= 2, f"{path.name}: needs >= 2 exercises, found {sorted(found)}"
+    cells = load(path)["cells"]
+    for n, entry in sorted(found.items()):
+        where = f"{path.name} exercise {n}"
+        assert {"check", "stub", "solution"} <= entry.keys(), f"{where}: has {sorted(entry)}"
+        (check_at, name), (stub_at, stub), (solution_at, solution) = (
+            entry["check"],
+            entry["stub"],
+            entry["solution"],
+        )
+        assert stub_at < check_at < solution_at, f"{where}: stub, check, then solution"
+        assert "raise NotImplementedError" in stub, f"{where}: the stub raises NotImplementedError"
+        assert solution == f"solution_{name}", f"{where}: the solution is named solution_{name}"
+        meta = cells[solution_at]["metadata"]
+        assert meta.get("jupyter", {}).get("source_hidden") is True, f"{where}: collapse it"
+        assert "solution" in meta.get("tags", []), f"{where}: tag the solution cell"
 
 
 @pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.name)
