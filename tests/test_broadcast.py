@@ -1086,3 +1086,16 @@ def test_repr_shows_live_state() -> None:
     rx.close()
     assert repr(rx) == "<BroadcastReceiver capacity=3 len=0 received=1 lagged=1 closed=True>"
     assert repr(tx2) == "<BroadcastSender capacity=3 len=0 receivers=0 senders=1 closed=False>"
+
+
+def test_truthiness_follows_is_closed_not_the_length() -> None:
+    tx, rx = broadcast[int](2)
+    assert tx
+    assert rx
+    assert len(tx) == len(rx) == 0
+    tx.send(1)
+    tx.close()
+    assert not tx  # this handle is closed
+    assert rx  # the value is still there
+    assert rx.try_recv() == 1
+    assert not rx

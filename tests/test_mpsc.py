@@ -1055,3 +1055,16 @@ def test_try_operations_match_a_deque_model(capacity: int, ops: list[tuple[str, 
         assert stats.open_send_handles == sender_closed.count(False)
         assert stats.open_receive_handles == (0 if rx_closed else 1)
         assert (stats.total_sent, stats.total_received) == (sent, received)
+
+
+def test_a_receiver_is_truthy_until_it_is_closed_and_drained() -> None:
+    """Found: an open, empty receiver was falsy (it has a length), so
+    `while any(receivers):` returned at once."""
+    tx, rx = channel[int](2)
+    assert rx
+    assert len(rx) == 0
+    tx.try_send(1)
+    tx.close()
+    assert rx  # closed, but a value is still buffered
+    assert rx.try_recv() == 1
+    assert not rx  # closed and drained: nothing will ever come

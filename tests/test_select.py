@@ -864,3 +864,16 @@ async def test_selected_is_frozen_and_matchable() -> None:
     with pytest.raises(dataclasses.FrozenInstanceError):
         sel.index = 1  # type: ignore[misc]
     assert [f.name for f in dataclasses.fields(Selected)] == ["index", "value", "branch"]
+
+
+async def test_a_failing_branch_is_named_on_the_exception() -> None:
+    """Found: `ChannelClosed` out of select did not say which branch had closed."""
+    open_tx, open_rx = channel[int](1)
+    closed_tx, closed_rx = channel[int](1)
+    closed_tx.close()
+    with pytest.raises(ChannelClosed) as raised:
+        await select(on_recv(open_rx), on_recv(closed_rx), biased=True)
+    assert raised.value.branch_index == 1  # type: ignore[attr-defined]
+    assert repr(raised.value.branch) == f"on_recv({closed_rx!r})"  # type: ignore[attr-defined]
+    assert str(raised.value) == "channel closed"  # the message itself is unchanged
+    open_tx.close()

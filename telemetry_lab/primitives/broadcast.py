@@ -226,6 +226,10 @@ class BroadcastSender(ClosingHandle, Generic[T]):
     def __len__(self) -> int:
         return self._state.queued
 
+    def __bool__(self) -> bool:
+        """True while this handle is open (an empty buffer does not make a sender falsy)."""
+        return not self._closed
+
     def __repr__(self) -> str:
         st = self._state
         return (
@@ -347,6 +351,10 @@ class BroadcastReceiver(ClosingHandle, Generic[T_co]):
 
     def __len__(self) -> int:
         return 0 if self._closed else self._state.tail - self._cursor
+
+    def __bool__(self) -> bool:
+        """True while a value may still come (the opposite of `is_closed`), empty or not."""
+        return not self.is_closed
 
     def __aiter__(self) -> BroadcastReceiver[T_co]:
         return self

@@ -381,6 +381,15 @@ class Receiver(ClosingHandle, Generic[T_co]):
     def __len__(self) -> int:
         return len(self._state.buffer)
 
+    def __bool__(self) -> bool:
+        """True while a value may still come: open, or closed with values still buffered.
+
+        Without it an open but empty receiver would be falsy (it has a length), and a loop
+        like `while any(receivers):` would stop at once instead of at the end.
+        """
+        st = self._state
+        return bool(st.buffer) or not st.closed_for_receiver
+
     def __aiter__(self) -> Receiver[T_co]:
         return self
 

@@ -24,7 +24,10 @@ Rules:
 - A branch given as `None`, or created with `enabled=False`, is switched off; indices still
   count it. If every branch is off, `select` raises `ValueError`.
 - A branch whose operation fails (a closed channel's `ChannelClosed`, a broadcast
-  `Lagged`) wins with that exception: `select` raises it.
+  `Lagged`) wins with that exception: `select` raises it, with the branch's position as
+  `exc.branch_index` and the branch as `exc.branch`. (Tokio's `select!` instead disables a
+  branch whose pattern does not match and runs its `else` arm when all are disabled; here,
+  switch a finished branch off yourself on the next call: `on_recv(rx, enabled=open)`.)
 - If `select` is cancelled, nothing was consumed, and a `notify_one` wake-up that had
   reached it is passed on to the next waiter.
 - Create branches afresh for each `select` call, as `tokio::select!` creates its futures.
@@ -435,7 +438,12 @@ async def select(
         while True:
             for index, branch in active:
                 winner = branch
-                value = branch.poll()
+                try:
+                    value = branch.poll()
+                except Exception as exc:  # the branch wins with its error: say which one
+                    exc.branch_index = index  # type: ignore[attr-defined]
+                    exc.branch = branch  # type: ignore[attr-defined]
+                    raise
                 if value is not PENDING:
                     return Selected(index, value, branch)
             winner = None
