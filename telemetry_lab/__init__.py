@@ -26,6 +26,7 @@ from telemetry_lab.errors import (
     UnusableDatabase,
 )
 from telemetry_lab.gateway import Gateway, GatewayPhase, GatewayStatistics, run, run_gateway, start
+from telemetry_lab.live_log import compact_log
 from telemetry_lab.models import ClientSummary, Reading, Report, StateUpdate, SystemState
 from telemetry_lab.primitives import (
     Branch,
@@ -110,6 +111,7 @@ __all__ = [
     "__version__",
     "broadcast",
     "channel",
+    "compact_log",
     "on_changed",
     "on_deadline",
     "on_done",

@@ -2,7 +2,9 @@
 
 The aggregator is the hub of the gateway. For every reading from the telemetry channel it
 first validates it (a malformed reading is rejected, counted by reason, and goes nowhere
-else), then updates the device's running averages, broadcasts a `StateUpdate` to the live clients
+else), then updates the recent averages (over the last `RECENT` readings, so they follow
+the readings instead of freezing at a lifetime mean), broadcasts a `StateUpdate` to the
+live clients
 (never waiting: a slow client lags instead), publishes the new `SystemState` through a
 watch channel, and forwards the reading to storage (waiting when storage is behind: that
 wait travels back to the devices as backpressure). When every device has closed its
@@ -13,6 +15,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from collections import deque
 from dataclasses import dataclass
 
 from telemetry_lab.errors import NoReceivers
@@ -20,9 +23,12 @@ from telemetry_lab.faults import validate_reading
 from telemetry_lab.models import Reading, StateUpdate, SystemState
 from telemetry_lab.primitives import BroadcastSender, Receiver, Sender, WatchSender
 
-__all__ = ["Aggregator", "AggregatorStatistics"]
+__all__ = ["RECENT", "Aggregator", "AggregatorStatistics"]
 
 log = logging.getLogger("telemetry_lab.aggregator")
+
+RECENT = 10
+"""How many of the latest readings (from any device) the averages are taken over."""
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -73,22 +79,21 @@ class Aggregator:
         self._updates = 0
         self._unheard = 0
         self._holding = 0
-        # device_id -> [count, mean temperature, mean humidity]
-        self._devices: dict[int, list[float]] = {}
-        self._sum_temperature = 0.0  # sum over devices of their mean temperature
+        self._devices: set[int] = set()
+        self._recent: deque[tuple[float, float]] = deque(maxlen=RECENT)
+        self._sum_temperature = 0.0  # over the readings in _recent
         self._sum_humidity = 0.0
 
     def _update_averages(self, reading: Reading) -> None:
-        stats = self._devices.get(reading.device_id)
-        if stats is None:
-            stats = self._devices[reading.device_id] = [0.0, 0.0, 0.0]
-        count, mean_t, mean_h = stats
-        count += 1
-        new_t = mean_t + (reading.temperature - mean_t) / count
-        new_h = mean_h + (reading.humidity - mean_h) / count
-        self._sum_temperature += new_t - mean_t
-        self._sum_humidity += new_h - mean_h
-        stats[0], stats[1], stats[2] = count, new_t, new_h
+        self._devices.add(reading.device_id)
+        recent = self._recent
+        if len(recent) == RECENT:
+            old_t, old_h = recent[0]
+            self._sum_temperature -= old_t
+            self._sum_humidity -= old_h
+        recent.append((reading.temperature, reading.humidity))
+        self._sum_temperature += reading.temperature
+        self._sum_humidity += reading.humidity
 
     async def run(self, *, origin: float = 0.0) -> None:
         """Process readings until every device is done, then close the outputs.
@@ -112,8 +117,8 @@ class Aggregator:
                 self._holding = 1
                 self._update_averages(reading)
                 active = len(self._devices)
-                avg_t = self._sum_temperature / active
-                avg_h = self._sum_humidity / active
+                avg_t = self._sum_temperature / len(self._recent)
+                avg_h = self._sum_humidity / len(self._recent)
                 now = loop.time() - origin
                 if verbose:
                     log.info("🔄 Aggregator processed telemetry from device %d", reading.device_id)

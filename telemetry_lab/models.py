@@ -38,9 +38,9 @@ class StateUpdate:
     devices_active: int
     """Devices heard from so far."""
     avg_temperature: float
-    """Mean of the devices' running average temperatures."""
+    """Mean temperature of the last 10 readings (from any device)."""
     avg_humidity: float
-    """Mean of the devices' running average humidities."""
+    """Mean humidity of the last 10 readings (from any device)."""
     ts: float
     """Seconds since the start of the run (loop clock) of the update."""
 
@@ -54,9 +54,9 @@ class SystemState:
     devices_active: int = 0
     """Devices heard from so far."""
     avg_temperature: float = 0.0
-    """Mean of the devices' running average temperatures (0 before any reading)."""
+    """Mean temperature of the last 10 readings (0 before any reading)."""
     avg_humidity: float = 0.0
-    """Mean of the devices' running average humidities (0 before any reading)."""
+    """Mean humidity of the last 10 readings (0 before any reading)."""
     updated_at: float = 0.0
     """Seconds since the start of the run (loop clock) of the last change."""
 

@@ -16,7 +16,7 @@ from typing import TypeVar
 import pytest
 from support import settle, vrun
 
-from telemetry_lab.aggregator import Aggregator, AggregatorStatistics
+from telemetry_lab.aggregator import RECENT, Aggregator, AggregatorStatistics
 from telemetry_lab.errors import ChannelClosed, ChannelEmpty
 from telemetry_lab.models import Reading, StateUpdate, SystemState
 from telemetry_lab.primitives import (
@@ -95,9 +95,8 @@ def agg_stats(**changes: int) -> AggregatorStatistics:
 # --- averages and fan-out ----------------------------------------------------------------
 
 
-def test_averages_are_the_mean_of_per_device_running_means() -> None:
-    # device 1: 10 then 20 (mean 15); device 2: 30 -> system mean 22.5 (not 20, the mean
-    # of the three readings)
+def test_averages_are_the_mean_of_the_recent_readings() -> None:
+    # 10, 30, 20 (two devices): the means of the readings so far, 10, 20 and 20
     readings = [
         reading(1, 0, 10.0, 40.0),
         reading(2, 0, 30.0, 60.0),
@@ -128,12 +127,12 @@ def test_averages_are_the_mean_of_per_device_running_means() -> None:
             update=2, device_id=2, devices_active=2, avg_temperature=20.0, avg_humidity=50.0, ts=1.0
         ),
         StateUpdate(
-            update=3, device_id=1, devices_active=2, avg_temperature=22.5, avg_humidity=52.5, ts=2.0
+            update=3, device_id=1, devices_active=2, avg_temperature=20.0, avg_humidity=50.0, ts=2.0
         ),
     ]
     assert forwarded == readings
     assert state == SystemState(
-        readings=3, devices_active=2, avg_temperature=22.5, avg_humidity=52.5, updated_at=2.0
+        readings=3, devices_active=2, avg_temperature=20.0, avg_humidity=50.0, updated_at=2.0
     )
     assert stats == agg_stats(
         total_received=3, total_forwarded=3, total_updates=3, devices_active=2
@@ -163,16 +162,35 @@ def test_many_readings_forwarded_in_order_with_one_update_each() -> None:
     assert forwarded == readings
     assert [u.update for u in updates] == list(range(1, n + 1))
     assert [u.device_id for u in updates] == [r.device_id for r in readings]
-    per_device = [[r for r in readings if r.device_id == d] for d in (1, 2, 3)]
-    expected_t = statistics.fmean(statistics.fmean(r.temperature for r in rs) for rs in per_device)
-    expected_h = statistics.fmean(statistics.fmean(r.humidity for r in rs) for rs in per_device)
-    assert math.isclose(updates[-1].avg_temperature, expected_t, rel_tol=1e-12)
-    assert math.isclose(updates[-1].avg_humidity, expected_h, rel_tol=1e-12)
+    expected_t = statistics.fmean(r.temperature for r in readings[-RECENT:])
+    expected_h = statistics.fmean(r.humidity for r in readings[-RECENT:])
+    assert math.isclose(updates[-1].avg_temperature, expected_t, rel_tol=1e-9)
+    assert math.isclose(updates[-1].avg_humidity, expected_h, rel_tol=1e-9)
     assert (state.readings, state.devices_active) == (n, 3)
     assert (state.avg_temperature, state.avg_humidity) == (
         updates[-1].avg_temperature,
         updates[-1].avg_humidity,
     )
+
+
+def test_the_averages_follow_recent_readings_instead_of_freezing() -> None:
+    """Found: the seed-style "avg temps" read 20.0 °C for 25 updates in a row (lifetime
+    means hardly move). Over the last 10 readings, a change shows at once."""
+    readings = [reading(1, seq, 20.0, 50.0) for seq in range(50)]
+    readings += [reading(2, seq, 30.0, 60.0) for seq in range(5)]
+
+    async def main() -> list[StateUpdate]:
+        rig = make_rig(storage_capacity=100, broadcast_capacity=100)
+        task = asyncio.create_task(rig.aggregator.run())
+        for r in readings:
+            await rig.tx.send(r)
+        rig.tx.close()
+        await task
+        return drain(rig.updates_rx)
+
+    updates = vrun(main())
+    temps = [round(u.avg_temperature, 6) for u in updates[-6:]]
+    assert temps == [20.0, 21.0, 22.0, 23.0, 24.0, 25.0]  # a lifetime mean: 20.9 at the end
 
 
 def test_every_subscribed_client_gets_every_update() -> None:
