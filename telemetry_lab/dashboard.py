@@ -1,20 +1,30 @@
 """Watch a running gateway live in JupyterLab, and turn its knobs while it runs.
 
-`Dashboard` shows one matplotlib `Figure` (Agg backend, never pyplot) as PNG frames in an
-`ipywidgets.Image`, refreshed by an asyncio task a few times a second, with the numbers in
-an HTML widget and sliders for the live knobs. It reads only `Gateway.statistics()`
-snapshots and the sampled `Gateway.series`, so it works headless too: tests drive it
-without a browser and inspect its frames and numbers.
-
-Rendering a figure takes tens of milliseconds of CPU. To keep the event loop responsive,
-the dashboard copies a snapshot of the data on the loop and draws the frame in a worker
-thread (one at a time), on a figure whose artists are created once and only updated.
+`Dashboard` shows a `DashboardFigure` (telemetry_lab.figure) as PNG frames in an
+`ipywidgets.Image`, with a status line, Start/Stop buttons, the numbers and a slider per live
+knob. It reads only `Gateway.statistics()` snapshots and the sampled `Gateway.series`, so it
+works headless too: tests drive it without a browser and inspect its frames and numbers.
 
     dashboard = Dashboard(GatewayConfig(duration=30))
     display(dashboard.widget)
     await dashboard.start()
     ...                       # turn the sliders, watch the channels fill
-    report = await dashboard.stop()
+    report = await dashboard.wait()   # or: await dashboard.stop(), or the Stop button
+
+How it behaves under a person's hands:
+- Each run has an owner: one watcher task per run (in the dashboard's `JoinSet`) refreshes
+  the frames, waits for the run's end however it ends, shows the final frame and the
+  verdict, and keeps the report (`dashboard.report`). Start from the button or from a cell:
+  the end is shown either way.
+- Stop is synchronous (`Gateway.stop()`): the button never waits for anything, so it
+  cannot deadlock the kernel; `await dashboard.stop()` also waits for the report.
+- Interrupting the kernel during `await dashboard.wait()` stops the run gracefully (a
+  second interrupt aborts it), then lets the interruption through.
+- Re-running cells never leaves a hidden gateway: `start()` while a run is in progress
+  stops that run first, and a new `Dashboard` stops the runs of the ones it replaces.
+- Buttons are enabled only when they can act; a refused slider value is shown, not raised.
+- When the kernel restarts, JupyterLab marks the widget disconnected; the dashboard then
+  shows a banner saying so, over the last frame it drew.
 
 ipywidgets and matplotlib are imported when a dashboard is built, not when the package is.
 """
@@ -22,23 +32,24 @@ ipywidgets and matplotlib are imported when a dashboard is built, not when the p
 from __future__ import annotations
 
 import asyncio
-import io
-import itertools
+import html
 import logging
 import time
+import weakref
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, ClassVar
 
 from telemetry_lab.config import GatewayConfig
 from telemetry_lab.gateway import Gateway, GatewayPhase
-from telemetry_lab.metrics import Sample
 from telemetry_lab.models import Report
 from telemetry_lab.primitives import JoinSet
 
 if TYPE_CHECKING:
     from matplotlib.figure import Figure
 
-__all__ = ["Dashboard", "DashboardStatistics", "Frame"]
+    from telemetry_lab.figure import DashboardFigure
+
+__all__ = ["SLIDERS", "Dashboard", "DashboardStatistics"]
 
 log = logging.getLogger("telemetry_lab.dashboard")
 
@@ -53,13 +64,19 @@ SLIDERS: tuple[tuple[str, str, float, float, float], ...] = (
 )
 """The sliders: every live knob (client_delays drives the first client's delay)."""
 
-
-@dataclass(frozen=True, slots=True, kw_only=True)
-class Frame:
-    """The data one frame shows, copied on the loop before rendering."""
-
-    samples: tuple[Sample, ...]
-    """The gateway's sampled series."""
+STYLE = """<style>
+.jupyter-widgets-disconnected .tl-disconnected { display: block; }
+.tl-disconnected { display: none; padding: 6px 10px; margin: 4px 0; border-radius: 4px;
+  background: #fff3cd; color: #664d03; border: 1px solid #ffe69c; font-weight: 600; }
+.tl-status { font-size: 14px; margin: 2px 0; }
+.tl-numbers table { border-collapse: collapse; font-size: 13px; }
+.tl-numbers td { padding: 1px 10px 1px 0; }
+.tl-verdict { margin-top: 4px; font-size: 13px; }
+</style>"""
+DISCONNECTED = (
+    '<div class="tl-disconnected">⚠️ Disconnected: the kernel restarted or stopped. This '
+    "is the last frame it sent; run the notebook's cells again for a new dashboard.</div>"
+)
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -74,142 +91,8 @@ class DashboardStatistics:
     """Wall seconds spent rendering frames (in a worker thread)."""
     running: bool
     """Whether a gateway run is in progress."""
-
-
-class _Plot:
-    """One figure whose static parts are drawn once; a frame redraws only the data lines.
-
-    Every axis has limits known in advance wherever possible: channel depths up to their
-    capacities, permits up to the devices, client updates as a percentage of the updates
-    sent, time up to `duration`. Only the two rates (readings and batches per second) can
-    outgrow their limits; they then grow fourfold and the whole figure is redrawn once.
-    Every other frame restores the cached background and draws the data lines over it
-    (blitting): an order of magnitude cheaper than a full draw.
-    """
-
-    def __init__(self, config: GatewayConfig) -> None:
-        from matplotlib.backends.backend_agg import FigureCanvasAgg
-        from matplotlib.figure import Figure
-
-        self.figure: Figure = Figure(figsize=(9.0, 5.6), dpi=72)
-        self.figure.subplots_adjust(
-            left=0.06, right=0.93, top=0.94, bottom=0.08, hspace=0.38, wspace=0.24
-        )
-        self.canvas = FigureCanvasAgg(self.figure)
-        (depth, updates), (storage, permits) = self.figure.subplots(2, 2)
-        batches_axis = storage.twinx()
-        self.axes = (depth, updates, storage, batches_axis, permits)
-
-        def line(ax: Any, **style: Any) -> Any:
-            return ax.plot([], [], animated=True, **style)[0]
-
-        depth.set_title("Channel depth (backpressure)", fontsize=10)
-        depth.axhline(config.telemetry_capacity, ls=":", color="C0")
-        depth.axhline(config.storage_capacity, ls=":", color="C1")
-        self.telemetry = line(depth, color="C0", label="devices → aggregator")
-        self.storage = line(depth, color="C1", label="aggregator → storage")
-        depth.set_ylim(0, max(config.telemetry_capacity, config.storage_capacity) * 1.1)
-        updates.set_title("Client updates, % of sent: received (—), lagged (- -)", fontsize=10)
-        self.received = [line(updates, color=f"C{i}") for i in range(config.clients)]
-        self.lagged = [line(updates, ls="--", color=f"C{i}") for i in range(config.clients)]
-        updates.set_ylim(-2, 105)
-        storage.set_title("Storage: readings/s (—) and batches/s (- -)", fontsize=10)
-        self.throughput = line(storage, color="C2")
-        self.batches = line(batches_axis, ls="--", color="C3")
-        expected = config.devices / config.device_interval if config.device_interval else 4e3
-        storage.set_ylim(0, expected * 1.5)
-        batches_axis.set_ylim(0, expected * 1.5 / config.batch_size)
-        permits.set_title("Permits in use and blocked senders", fontsize=10)
-        self.bandwidth = line(permits, drawstyle="steps-post", color="C0", label="bandwidth")
-        self.db = line(permits, drawstyle="steps-post", color="C1", label="db connections")
-        self.blocked = line(permits, drawstyle="steps-post", color="C2", label="senders blocked")
-        top = max(config.device_bandwidth, config.db_connections, config.devices)
-        permits.set_ylim(0, top + 0.5)
-        for ax in self.axes:
-            ax.set_xlim(0, config.duration * 1.05)
-            ax.tick_params(labelsize=8)
-            ax.locator_params(nbins=4)
-        for ax in (depth, updates, storage, permits):
-            ax.set_xlabel("seconds", fontsize=8)
-        depth.legend(handles=[self.telemetry, self.storage], loc="upper left", fontsize=8)
-        permits.legend(
-            handles=[self.bandwidth, self.db, self.blocked], loc="upper left", fontsize=8
-        )
-        self._data_lines = [
-            (depth, self.telemetry),
-            (depth, self.storage),
-            *((updates, ln) for ln in (*self.received, *self.lagged)),
-            (storage, self.throughput),
-            (batches_axis, self.batches),
-            (permits, self.bandwidth),
-            (permits, self.db),
-            (permits, self.blocked),
-        ]
-        self._background: Any = None
-        self.full_draws = 0
-        self._draw_background()  # now, before any run: frames only blit
-
-    def _draw_background(self) -> None:
-        self.canvas.draw()  # type: ignore[no-untyped-call]
-        bbox = self.figure.bbox
-        self._background = self.canvas.copy_from_bbox(bbox)  # type: ignore[no-untyped-call]
-        self.full_draws += 1
-
-    def _grow_limits(self, throughput: list[float], batch_rate: list[float], end: float) -> bool:
-        """Widen an axis a value has outgrown; return whether one changed."""
-        changed = False
-        for ax, values in ((self.axes[2], throughput), (self.axes[3], batch_rate)):
-            low, high = ax.get_ylim()
-            top = max(values, default=0.0)
-            if top > high:
-                while top > high:
-                    high *= 4
-                ax.set_ylim(low, high)
-                changed = True
-        left, right = self.axes[0].get_xlim()
-        if end > right:
-            for ax in self.axes:
-                ax.set_xlim(left, end * 1.1)
-            changed = True
-        return changed
-
-    def draw(self, frame: Frame) -> bytes:
-        """Update the data lines from `frame` and return the figure as PNG bytes."""
-        from PIL import Image
-
-        s = frame.samples
-        t = [x.t for x in s]
-        self.telemetry.set_data(t, [x.telemetry_depth for x in s])
-        self.storage.set_data(t, [x.storage_depth for x in s])
-        # Updates sent so far ~ the most any client has accounted for (received + lagged).
-        sent = [max(map(sum, zip(x.client_received, x.client_lagged, strict=True)), default=0)
-                or 1 for x in s]  # fmt: skip
-        for i, (received, lagged) in enumerate(zip(self.received, self.lagged, strict=True)):
-            received.set_data(
-                t, [100 * x.client_received[i] / n for x, n in zip(s, sent, strict=True)]
-            )
-            lagged.set_data(t, [100 * x.client_lagged[i] / n for x, n in zip(s, sent, strict=True)])
-        batch_rate = [0.0] + [
-            (b.batches - a.batches) / (b.t - a.t) if b.t > a.t else 0.0
-            for a, b in itertools.pairwise(s)
-        ]
-        throughput = [x.throughput for x in s]
-        self.throughput.set_data(t, throughput)
-        self.batches.set_data(t, batch_rate)
-        self.bandwidth.set_data(t, [x.bandwidth_in_use for x in s])
-        self.db.set_data(t, [x.db_in_use for x in s])
-        self.blocked.set_data(t, [x.senders_blocked for x in s])
-        if self._grow_limits(throughput, batch_rate, t[-1] if t else 0.0):
-            self._draw_background()
-        self.canvas.restore_region(self._background)  # type: ignore[no-untyped-call]
-        for ax, artist in self._data_lines:
-            ax.draw_artist(artist)
-        width, height = self.canvas.get_width_height()
-        rgba = self.canvas.buffer_rgba()  # type: ignore[no-untyped-call]
-        image = Image.frombuffer("RGBA", (width, height), rgba)
-        buffer = io.BytesIO()
-        image.save(buffer, format="PNG", compress_level=1)
-        return buffer.getvalue()
+    runs: int
+    """Runs started on this dashboard."""
 
 
 class Dashboard:
@@ -224,44 +107,64 @@ class Dashboard:
         refresh_hz: frames per second (2-4 Hz suits a browser; 0.5-10 allowed).
     """
 
+    _live: ClassVar[weakref.WeakSet[Dashboard]] = weakref.WeakSet()
+
     def __init__(self, config: GatewayConfig | None = None, *, refresh_hz: float = 3.0) -> None:
         if not 0.5 <= refresh_hz <= 10:
             raise ValueError(f"refresh_hz must be in [0.5, 10], got {refresh_hz!r}")
         import ipywidgets as widgets
 
+        from telemetry_lab.figure import DISPLAY_WIDTH, DashboardFigure
+
         self.config = config or GatewayConfig()
         self.refresh_hz = refresh_hz
         self.gateway: Gateway | None = None
         self.report: Report | None = None
-        self._plot = _Plot(self.config)
+        self._plot: DashboardFigure = DashboardFigure(self.config)
         self._tasks: JoinSet[Any] = JoinSet()
-        self._run_task: asyncio.Task[Report] | None = None
-        self._loop: asyncio.AbstractEventLoop | None = None
-        self._finish_lock = asyncio.Lock()
+        self._watcher: asyncio.Task[None] | None = None
+        try:
+            self._loop: asyncio.AbstractEventLoop | None = asyncio.get_running_loop()
+        except RuntimeError:
+            self._loop = None  # built outside a loop: bound at the first start()
         self._render_lock = asyncio.Lock()  # one frame at a time: one figure, one thread
         self._frames = 0
         self._skipped = 0
+        self._runs = 0
         self._render_seconds = 0.0
         self._last_shown: tuple[int, float] = (-1, -1.0)
-        self.image = widgets.Image(format="png", layout=widgets.Layout(width="648px"))
+        self._message = ""
+        self._closed = False
+        self.image = widgets.Image(format="png", layout=widgets.Layout(width=f"{DISPLAY_WIDTH}px"))
+        self.status = widgets.HTML()
         self.numbers = widgets.HTML()
         self.sliders: dict[str, Any] = {}
         for knob, label, low, high, step in SLIDERS:
-            value = self._knob_value(knob)
             slider = widgets.FloatSlider(
-                value=value, min=low, max=high, step=step, description=label,
+                value=self._knob_value(knob), min=low, max=high, step=step, description=label,
                 continuous_update=False, style={"description_width": "130px"},
+                layout=widgets.Layout(width="380px"),
             )  # fmt: skip
             slider.observe(self._on_slider, names="value")
             self.sliders[knob] = slider
         self.start_button = widgets.Button(description="Start", button_style="success")
         self.stop_button = widgets.Button(description="Stop", button_style="danger")
-        self.start_button.on_click(lambda _: self._spawn_from_button(self.start()))
-        self.stop_button.on_click(lambda _: self._spawn_from_button(self.stop()))
-        controls = widgets.VBox(
-            [widgets.HBox([self.start_button, self.stop_button]), *self.sliders.values()]
+        self.start_button.on_click(self._on_start_click)
+        self.stop_button.on_click(self._on_stop_click)
+        banner = widgets.HTML(STYLE + DISCONNECTED)
+        controls = widgets.VBox([*self.sliders.values()])
+        self.widget = widgets.VBox(
+            [
+                banner,
+                widgets.HBox([self.start_button, self.stop_button, self.status]),
+                self.image,
+                widgets.HBox([self.numbers, controls]),
+            ]
         )
-        self.widget = widgets.HBox([self.image, widgets.VBox([self.numbers, controls])])
+        for older in list(Dashboard._live):  # re-running the cell: no hidden gateway left
+            older._replaced()
+        Dashboard._live.add(self)
+        self._buttons()
         self._show_numbers()
 
     # --- knobs ---------------------------------------------------------------------------
@@ -284,107 +187,175 @@ class Dashboard:
 
     def _on_slider(self, change: dict[str, Any]) -> None:
         gateway = self.gateway
-        if gateway is not None and gateway.phase is not GatewayPhase.STOPPED:
-            try:
-                gateway.adjust(**self._knob_changes())
-            except ValueError as exc:
-                log.error("Knob refused: %s", exc)
+        if gateway is None or gateway.phase is GatewayPhase.STOPPED:
+            return  # the next Start uses the sliders' values
+        try:
+            gateway.adjust(**self._knob_changes())
+        except (ValueError, RuntimeError) as exc:
+            self._message = f"Knob refused: {exc}"
+            log.warning("%s", self._message)
+        else:
+            self._message = ""
+        self._show_numbers()
 
     # --- running -------------------------------------------------------------------------
 
     @property
     def running(self) -> bool:
-        """Whether a gateway run is in progress."""
-        return self._run_task is not None and not self._run_task.done()
+        """Whether a gateway run is in progress (its watcher has not finished)."""
+        return self._watcher is not None and not self._watcher.done()
 
-    async def start(self) -> Gateway:
-        """Start a gateway run with the current knob values, and the live refresh."""
-        if self.running:
-            raise RuntimeError("a gateway is already running on this dashboard; stop it first")
+    def _in_loop(self, action: Any) -> None:
+        """Run `action` on the dashboard's loop: now if we are on it, else soon, safely."""
+        try:
+            running = asyncio.get_running_loop()
+        except RuntimeError:
+            running = None
+        if running is not None and (self._loop is None or running is self._loop):
+            self._loop = running
+            action()
+        elif self._loop is not None and not self._loop.is_closed():
+            self._loop.call_soon_threadsafe(action)
+        else:
+            self._message = "Run `await dashboard.start()` in a cell first."
+            self._show_numbers()
+
+    def _on_start_click(self, _: object) -> None:
+        self._in_loop(lambda: None if self.running or self._closed else self._begin())
+
+    def _on_stop_click(self, _: object) -> None:
+        gateway = self.gateway
+        if gateway is not None:
+            gateway.stop()  # synchronous and thread-safe: a click never waits
+            self._show_numbers()
+
+    def _begin(self) -> Gateway:
+        """Build a gateway from the sliders, start it and its watcher; return it."""
         self._loop = asyncio.get_running_loop()
         config = self.config.replace(**self._knob_changes())
         self.gateway = gateway = Gateway(config)
         self.report = None
-        self._run_task = self._tasks.spawn(gateway.run(), name="dashboard-gateway")
-        self._tasks.spawn(self._refresh(gateway), name="dashboard-refresh")
-        await asyncio.sleep(0)  # let the run begin: from now on a Stop drains it
+        self._message = ""
+        self._runs += 1
+        self._last_shown = (-1, -1.0)
+        run = self._tasks.spawn(gateway.run(), name="dashboard-gateway")
+        self._watcher = self._tasks.spawn(self._watch(gateway, run), name="dashboard-watch")
+        self._buttons()
+        self._show_numbers()
         return gateway
 
-    async def wait(self) -> Report:
-        """Wait for the current run to finish (its `duration`) and return its report."""
-        if self._run_task is None:
+    async def start(self) -> Gateway:
+        """Start a gateway run with the sliders' current values, and its live refresh.
+
+        If a run is in progress (a re-run cell, say), it is stopped and drained first.
+
+        Raises:
+            RuntimeError: the dashboard was closed.
+        """
+        if self._closed:
+            raise RuntimeError("this dashboard is closed; build a new Dashboard")
+        if self.running:
+            log.warning("🛑 A run is in progress on this dashboard: stopping it first")
+            await self.stop()
+        gateway = self._begin()
+        await asyncio.sleep(0)  # let the run begin
+        return gateway
+
+    async def wait(self) -> Report | None:
+        """Wait for the current run to end (its `duration`, or Stop) and return its report.
+
+        If the waiting task is cancelled (a kernel interrupt), the run is stopped gracefully
+        and waited for (a second cancellation aborts it), then the cancellation goes on.
+
+        Raises:
+            RuntimeError: nothing was started on this dashboard.
+        """
+        watcher = self._watcher
+        if watcher is None:
             raise RuntimeError("nothing has been started on this dashboard")
-        report = await self._run_task
-        await self._finish()
-        return report
+        cancelled: asyncio.CancelledError | None = None
+        while not watcher.done():
+            try:
+                await asyncio.wait([watcher])
+            except asyncio.CancelledError as exc:
+                gateway = self.gateway
+                if gateway is not None:
+                    if cancelled is None:
+                        log.warning("🛑 Interrupted: stopping the run gracefully")
+                        gateway.stop()
+                    else:
+                        gateway.abort()
+                cancelled = cancelled or exc
+        if cancelled is not None:
+            raise cancelled
+        return self.report
 
     async def stop(self) -> Report | None:
         """Stop the current run early (it drains gracefully); return its report."""
-        if self._run_task is None:
-            return self.report
         if self.gateway is not None:
-            self.gateway.stop()  # the graceful drain; run() then returns the report
+            self.gateway.stop()
+        if self._watcher is None:
+            return self.report
         return await self.wait()
 
     async def close(self) -> None:
-        """Stop everything this dashboard started and wait for it."""
+        """Stop everything this dashboard started and wait for it (idempotent)."""
+        if self.gateway is not None:
+            self.gateway.stop()
         if self.running:
-            await self.stop()
+            await self.wait()
         await self._tasks.shutdown()
+        self._closed = True
+        Dashboard._live.discard(self)
+        self._buttons()
+        self._show_numbers()
 
-    async def _finish(self) -> None:
-        """Collect the finished tasks, show the final frame (once, however many wait)."""
-        async with self._finish_lock:
-            while (task := await self._tasks.join_next()) is not None:
-                if task is self._run_task:
-                    self.report = task.result()
-            await self._render_now(force=True)
+    def _replaced(self) -> None:
+        """A newer dashboard takes over: stop this one's run (its watcher finishes it)."""
+        if self.gateway is not None and self.running:
+            self.gateway.stop()
+            self._message = "Replaced by a newer dashboard: this run was stopped."
+            self._show_numbers()
 
-    def _spawn_from_button(self, coro: Any) -> None:
-        """Run a button's coroutine as a task owned by this dashboard."""
-
-        def spawn() -> None:
-            self._tasks.spawn(self._guarded(coro), name="dashboard-button")
-
-        try:
-            asyncio.get_running_loop()
-        except RuntimeError:
-            if self._loop is None:
-                coro.close()
-                log.error("Press Start from a cell first: `await dashboard.start()`")
-                return
-            self._loop.call_soon_threadsafe(spawn)
-        else:
-            spawn()
-
-    async def _guarded(self, coro: Any) -> None:
-        try:
-            await coro
-        except Exception:
-            log.exception("Dashboard action failed")
-
-    async def _refresh(self, gateway: Gateway) -> None:
-        """Show a new frame every 1/refresh_hz seconds until the run stops."""
+    async def _watch(self, gateway: Gateway, run: asyncio.Task[Report]) -> None:
+        """Refresh frames until the run ends, then show its last frame and its verdict."""
         loop = asyncio.get_running_loop()
         period = 1.0 / self.refresh_hz
         next_frame = loop.time()
-        while gateway.phase is not GatewayPhase.STOPPED:
-            await self._render_now()
-            next_frame += period  # a fixed schedule: a slow frame does not slow the rate
-            await asyncio.sleep(max(0.0, next_frame - loop.time()))
+        try:
+            while not run.done():
+                await self._render()
+                next_frame += period  # a fixed schedule: a slow frame does not slow the rate
+                await asyncio.wait([run], timeout=max(0.0, next_frame - loop.time()))
+            if run.cancelled():
+                self._message = "The run was cancelled."
+            elif (exc := run.exception()) is not None:
+                self._message = f"The run failed: {type(exc).__name__}: {exc}"
+                log.error("Dashboard run failed", exc_info=exc)
+            else:
+                self.report = run.result()
+            self.report = self.report or gateway.report
+            await self._render(force=True)
+        finally:
+            self._buttons(running=False)
+            self._show_numbers()
 
-    async def _render_now(self, *, force: bool = False) -> None:
+    async def _render(self, *, force: bool = False) -> None:
+        from telemetry_lab.figure import Frame
+
         gateway = self.gateway
         if gateway is None:
             return
+        self._show_numbers()
         latest = gateway.series.latest()
         key = (len(gateway.series), latest.t if latest else -1.0)
-        self._show_numbers()
         if key == self._last_shown and not force:
             self._skipped += 1
             return
         self._last_shown = key
-        frame = Frame(samples=tuple(gateway.series))
+        interval = gateway.knobs.device_interval
+        rate = gateway.config.devices / interval if interval else None
+        frame = Frame(samples=tuple(gateway.series), production_rate=rate)
         async with self._render_lock:
             started = time.perf_counter()
             png = await asyncio.to_thread(self._plot.draw, frame)  # off the loop
@@ -392,32 +363,59 @@ class Dashboard:
         self.image.value = png
         self._frames += 1
 
+    # --- what the widget shows -----------------------------------------------------------------
+
+    def _buttons(self, *, running: bool | None = None) -> None:
+        live = self.running if running is None else running
+        self.start_button.disabled = live or self._closed
+        self.stop_button.disabled = not live
+
     def _show_numbers(self) -> None:
         gateway = self.gateway
+        message = (
+            f'<div class="tl-verdict">{html.escape(self._message)}</div>' if self._message else ""
+        )
+        if self._closed:
+            self.status.value = '<div class="tl-status"><b>Closed.</b></div>'
         if gateway is None:
-            self.numbers.value = "<b>Not started.</b> Press Start."
+            if not self._closed:
+                self.status.value = '<div class="tl-status"><b>Not started.</b> Press Start.</div>'
+            self.numbers.value = f'<div class="tl-numbers">{message}</div>'
             return
         s = gateway.statistics()
         storage = s.storage
         stored = storage.total_stored if storage else 0
-        dead = storage.total_dead_lettered if storage else 0
-        retries = storage.total_retries if storage else 0
         batches = storage.total_batches if storage else 0
-        clients = "".join(
-            f"<tr><td>client {c.client_id}</td><td>{c.total_received} received, "
-            f"{c.total_lagged} lagged</td></tr>"
-            for c in s.clients
-        )
+        run_id = f"run {gateway.run_id}, " if gateway.run_id is not None else ""
+        phase = {
+            GatewayPhase.NEW: "starting",
+            GatewayPhase.RUNNING: "running",
+            GatewayPhase.DRAINING: "draining",
+            GatewayPhase.STOPPED: "finished",
+        }[s.phase]
+        if not self._closed:
+            self.status.value = (
+                f'<div class="tl-status"><b>{phase}</b> ({run_id}{s.elapsed:.1f} s)</div>'
+            )
+        rows = [
+            ("produced", f"{s.telemetry.total_sent}"),
+            ("stored", f"{stored} in {batches} batches"),
+            ("rejected", f"{s.aggregator.total_rejected}"),
+            ("dead-lettered", f"{storage.total_dead_lettered if storage else 0}"),
+            ("storage retries", f"{storage.total_retries if storage else 0}"),
+            ("devices blocked", f"{s.telemetry.total_send_wait:.1f} s"),
+            *(
+                (f"client {c.client_id}", f"{c.total_received} received, {c.total_lagged} lagged")
+                for c in s.clients[:8]
+            ),
+        ]
+        table = "".join(f"<tr><td>{name}</td><td>{value}</td></tr>" for name, value in rows)
+        verdict = ""
+        if self.report is not None:
+            lines = "<br>".join(html.escape(line) for line in self.report.verdicts())
+            verdict = f'<div class="tl-verdict">{lines}</div>'
         self.numbers.value = (
-            f"<b>{s.phase.name.lower()}</b> at {s.elapsed:.1f} s"
-            "<table>"
-            f"<tr><td>produced</td><td>{s.telemetry.total_sent}</td></tr>"
-            f"<tr><td>stored</td><td>{stored} in {batches} batches</td></tr>"
-            f"<tr><td>rejected</td><td>{s.aggregator.total_rejected}</td></tr>"
-            f"<tr><td>dead-lettered</td><td>{dead}</td></tr>"
-            f"<tr><td>storage retries</td><td>{retries}</td></tr>"
-            f"<tr><td>devices blocked</td><td>{s.telemetry.total_send_wait:.1f} s</td></tr>"
-            f"{clients}</table>"
+            f'<div class="tl-numbers"><table>{table}</table>{verdict}{message}</div>'
         )
 
     def statistics(self) -> DashboardStatistics:
@@ -427,6 +425,7 @@ class Dashboard:
             skipped=self._skipped,
             total_render_seconds=self._render_seconds,
             running=self.running,
+            runs=self._runs,
         )
 
     @property
@@ -441,5 +440,6 @@ class Dashboard:
 
     def __repr__(self) -> str:
         return (
-            f"<Dashboard running={self.running} frames={self._frames} refresh_hz={self.refresh_hz}>"
+            f"<Dashboard running={self.running} runs={self._runs} frames={self._frames} "
+            f"refresh_hz={self.refresh_hz}>"
         )

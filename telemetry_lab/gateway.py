@@ -497,6 +497,7 @@ class Gateway:
         throughput = (stored - last_stored) / (t - last_t) if t > last_t else 0.0
         self._last_sample = (t, stored)
         telemetry = self._telemetry_rx.statistics()
+        clients = [c.statistics() for c in self.clients]
         self.series.append(
             Sample(
                 t=t,
@@ -509,8 +510,9 @@ class Gateway:
                 stored=stored,
                 batches=batches,
                 throughput=throughput,
-                client_received=tuple(c.statistics().total_received for c in self.clients),
-                client_lagged=tuple(c.statistics().total_lagged for c in self.clients),
+                client_received=tuple(c.total_received for c in clients),
+                client_lagged=tuple(c.total_lagged for c in clients),
+                client_pending=tuple(c.current_pending for c in clients),
             )
         )
 

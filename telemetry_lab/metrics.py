@@ -142,6 +142,8 @@ class Sample:
     """Updates each client has processed so far."""
     client_lagged: tuple[int, ...]
     """Updates each client has missed by lagging so far."""
+    client_pending: tuple[int, ...] = ()
+    """Updates sent but not yet read, per client: how far behind each one is now."""
 
 
 class MetricsSeries:

@@ -1,7 +1,8 @@
 """The live dashboard, headless: ipywidgets objects work without a frontend.
 
-Real-loop runs are short (about a second); the figure's blitting is checked by drawing
-synthetic frames directly.
+Real-loop runs are short (about a second). The buttons are pressed with `Button.click()`,
+which calls the same handlers a browser click does. (The figure has tests of its own, in
+tests/test_figure.py; the browser tests drive the same dashboard in JupyterLab.)
 """
 
 from __future__ import annotations
@@ -20,11 +21,11 @@ import pytest
 from PIL import Image
 
 from telemetry_lab import LIVE_KNOBS, Gateway, GatewayConfig, GatewayPhase, Report
-from telemetry_lab.dashboard import Dashboard, DashboardStatistics, Frame, _Plot
-from telemetry_lab.metrics import Sample
+from telemetry_lab.dashboard import Dashboard, DashboardStatistics
+from telemetry_lab.figure import DISPLAY_WIDTH, DashboardFigure, Frame
 
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
-NOT_STARTED = "<b>Not started.</b> Press Start."
+NOT_STARTED = '<div class="tl-status"><b>Not started.</b> Press Start.</div>'
 
 
 @pytest.fixture(scope="module", autouse=True)
@@ -32,7 +33,7 @@ def _warm_up() -> None:
     """Pay matplotlib's and ipywidgets' one-time import and font loading once per module."""
     import ipywidgets  # noqa: F401
 
-    _Plot(GatewayConfig()).draw(Frame(samples=()))
+    DashboardFigure(GatewayConfig()).draw(Frame(samples=()))
 
 
 def short_config(tmp_path: Path, **changes: Any) -> GatewayConfig:
@@ -76,14 +77,16 @@ def assert_clean(report: Report, db: Path) -> None:
 def test_a_new_dashboard_starts_nothing(tmp_path: Path) -> None:
     dash = Dashboard(short_config(tmp_path), refresh_hz=4)
     assert dash.statistics() == DashboardStatistics(
-        frames=0, skipped=0, total_render_seconds=0.0, running=False
+        frames=0, skipped=0, total_render_seconds=0.0, running=False, runs=0
     )
     assert not dash.running
-    assert dash.numbers.value == NOT_STARTED
+    assert dash.status.value == NOT_STARTED
+    assert not dash.start_button.disabled
+    assert dash.stop_button.disabled
     assert dash.image.value == b""
     assert dash.gateway is None
     assert dash.report is None
-    assert repr(dash) == "<Dashboard running=False frames=0 refresh_hz=4>"
+    assert repr(dash) == "<Dashboard running=False runs=0 frames=0 refresh_hz=4>"
     assert not (tmp_path / "t.db").exists()  # no gateway ran, no database was opened
 
 
@@ -128,7 +131,7 @@ def test_a_slider_change_with_nothing_running_does_not_raise(tmp_path: Path) -> 
     dash.sliders["storage_latency"].value = 0.5
     dash.sliders["client_delays"].value = 0.2
     assert dash.gateway is None
-    assert dash.numbers.value == NOT_STARTED
+    assert dash.status.value == NOT_STARTED
 
 
 async def test_nothing_started_wait_stop_close(tmp_path: Path) -> None:
@@ -164,10 +167,13 @@ async def test_a_run_shows_frames_and_the_final_numbers(tmp_path: Path) -> None:
     assert png.startswith(PNG_SIGNATURE)
     with Image.open(io.BytesIO(png)) as image:
         assert image.format == "PNG"
-        assert image.size == dash.figure.canvas.get_width_height() == (648, 403)
+        assert image.size == dash.figure.canvas.get_width_height()
+        assert image.size[0] == 2 * DISPLAY_WIDTH  # rendered for HiDPI screens
+    assert dash.image.layout.width == f"{DISPLAY_WIDTH}px"
 
+    assert dash.status.value.startswith('<div class="tl-status"><b>finished</b> (run 1, ')
     numbers = dash.numbers.value
-    assert numbers.startswith("<b>stopped</b> at ")
+    assert "✅ Zero data loss" in numbers  # the verdict, once the run has ended
     assert f"<tr><td>produced</td><td>{report.produced}</td></tr>" in numbers
     assert f"<tr><td>stored</td><td>{report.stored} in {report.batches} batches</td></tr>" in (
         numbers
@@ -183,11 +189,9 @@ async def test_a_run_shows_frames_and_the_final_numbers(tmp_path: Path) -> None:
     samples = list(gateway.series)
     plot = dash._plot
     t = [s.t for s in samples]
+    capacity = gateway.config.telemetry_capacity
     assert list(plot.telemetry.get_xdata()) == t
-    assert list(plot.telemetry.get_ydata()) == [s.telemetry_depth for s in samples]
-    assert list(plot.storage.get_ydata()) == [s.storage_depth for s in samples]
-    assert list(plot.throughput.get_ydata()) == [s.throughput for s in samples]
-    assert list(plot.bandwidth.get_ydata()) == [s.bandwidth_in_use for s in samples]
+    assert list(plot.telemetry.get_ydata()) == [100 * s.telemetry_depth / capacity for s in samples]
     assert list(plot.db.get_ydata()) == [s.db_in_use for s in samples]
     assert list(plot.blocked.get_ydata()) == [s.senders_blocked for s in samples]
     assert samples[-1].produced == report.produced
@@ -229,7 +233,8 @@ async def test_stop_mid_run_returns_a_clean_report(tmp_path: Path) -> None:
     assert report.loop_seconds < 5.0  # stopped early
     assert gateway.phase is GatewayPhase.STOPPED
     assert not dash.statistics().running
-    assert dash.numbers.value.startswith("<b>stopped</b>")
+    assert "<b>finished</b>" in dash.status.value
+    assert report.ended_by == "stop"
     # Stopping again returns the same report; a slider change now changes nothing.
     knobs = gateway.knobs
     assert await dash.stop() is report
@@ -239,18 +244,19 @@ async def test_stop_mid_run_returns_a_clean_report(tmp_path: Path) -> None:
     assert only_this_task_left()
 
 
-async def test_starting_twice_while_running_raises(tmp_path: Path) -> None:
+async def test_start_while_running_stops_that_run_first(tmp_path: Path) -> None:
+    """Re-running the `await dashboard.start()` cell never leaves a hidden gateway."""
     dash = Dashboard(short_config(tmp_path, duration=5.0))
-    gateway = await started_mid_run(dash)
-    with pytest.raises(
-        RuntimeError, match=r"^a gateway is already running on this dashboard; stop it first$"
-    ):
-        await dash.start()
-    assert dash.gateway is gateway
+    first = await started_mid_run(dash)
+    second = await dash.start()
+    assert second is not first
+    assert first.phase is GatewayPhase.STOPPED
+    assert first.report is not None
+    assert first.report.ended_by == "stop"
+    assert first.report.ok
+    assert dash.gateway is second
     await dash.close()
-    assert not dash.running
-    assert dash.report is not None
-    assert dash.report.clean_shutdown
+    assert dash.statistics().runs == 2
     assert only_this_task_left()
 
 
@@ -371,94 +377,6 @@ async def test_stop_pressed_again_while_draining_keeps_the_drain_graceful(
     assert only_this_task_left()
 
 
-# --- the figure: blitting --------------------------------------------------------------------
-
-
-def sample(t: float, clients: int = 2, **changes: Any) -> Sample:
-    fields: dict[str, Any] = {
-        "t": t,
-        "telemetry_depth": 3,
-        "storage_depth": 1,
-        "senders_blocked": 0,
-        "bandwidth_in_use": 1,
-        "db_in_use": 1,
-        "produced": int(t * 10),
-        "stored": int(t * 10),
-        "batches": 0,
-        "throughput": 2.0,
-        "client_received": (int(t * 10),) * clients,
-        "client_lagged": (0,) * clients,
-        **changes,
-    }
-    return Sample(**fields)
-
-
-def plot_config() -> GatewayConfig:
-    return GatewayConfig(clients=2, duration=10.0)
-
-
-def pixels(png: bytes) -> bytes:
-    with Image.open(io.BytesIO(png)) as image:
-        return image.convert("RGBA").tobytes()
-
-
-def test_frames_inside_the_limits_are_blitted() -> None:
-    plot = _Plot(plot_config())
-    samples: list[Sample] = []
-    for i in range(40):
-        samples.append(sample(i * 0.25))
-        png = plot.draw(Frame(samples=tuple(samples)))
-        assert png.startswith(PNG_SIGNATURE)
-        assert plot.full_draws == 1  # only the first frame (or the construction) drew it all
-    with Image.open(io.BytesIO(png)) as image:
-        assert image.size == plot.canvas.get_width_height() == (648, 403)
-
-
-def test_an_empty_frame_draws() -> None:
-    plot = _Plot(plot_config())
-    assert plot.draw(Frame(samples=())).startswith(PNG_SIGNATURE)
-    assert plot.full_draws == 1
-
-
-def test_a_value_beyond_a_y_limit_forces_one_full_draw() -> None:
-    plot = _Plot(plot_config())
-    plot.draw(Frame(samples=(sample(0.0),)))
-    assert plot.full_draws == 1
-    rates = plot.throughput.axes
-    top = rates.get_ylim()[1]
-    high = (sample(0.0), sample(0.5, throughput=top * 1.5))
-    plot.draw(Frame(samples=high))
-    assert plot.full_draws == 2
-    assert rates.get_ylim()[1] >= top * 1.5
-    plot.draw(Frame(samples=(*high, sample(1.0))))
-    plot.draw(Frame(samples=(*high, sample(1.0), sample(1.5))))
-    assert plot.full_draws == 2  # the limit grew once; later frames blit again
-
-
-def test_time_beyond_the_x_limit_forces_one_full_draw() -> None:
-    plot = _Plot(plot_config())
-    plot.draw(Frame(samples=(sample(0.0),)))
-    right = plot.telemetry.axes.get_xlim()[1]
-    late = (sample(0.0), sample(right + 1.0))
-    plot.draw(Frame(samples=late))
-    assert plot.full_draws == 2
-    assert plot.telemetry.axes.get_xlim()[1] > right + 1.0
-    plot.draw(Frame(samples=(*late, sample(right + 1.1))))
-    assert plot.full_draws == 2
-
-
-def test_a_blitted_frame_equals_the_same_frame_on_a_fresh_figure() -> None:
-    """Restoring the background erases the previous frame's lines: nothing stale remains."""
-    first = Frame(samples=(sample(0.0), sample(0.5, telemetry_depth=40, senders_blocked=2)))
-    second = Frame(samples=(sample(0.0), sample(0.5), sample(1.0, storage_depth=8)))
-    reused, fresh = _Plot(plot_config()), _Plot(plot_config())
-    reused.draw(first)
-    blitted = reused.draw(second)
-    assert reused.full_draws == 1
-    assert pixels(blitted) == pixels(fresh.draw(second))
-    assert pixels(blitted) != pixels(fresh.draw(first))
-
-
 # --- imports ---------------------------------------------------------------------------------
 
 
@@ -474,3 +392,140 @@ def test_importing_the_package_does_not_import_ipywidgets_or_matplotlib() -> Non
         [sys.executable, "-c", code], capture_output=True, text=True, check=True, timeout=60
     )
     assert result.stdout == "False False\nFalse False\n"
+
+
+# --- under a person's hands: the buttons, re-runs, interrupts ----------------------------------
+
+
+async def test_the_stop_button_returns_at_once_and_the_run_ends_with_its_report(
+    tmp_path: Path,
+) -> None:
+    """Found: Stop ran as a task inside the JoinSet that `_finish()` joined, itself
+    included: the widget froze at "draining" and `await dashboard.wait()` hung."""
+    dash = Dashboard(short_config(tmp_path, duration=30.0), refresh_hz=4)
+    gateway = await started_mid_run(dash)
+    assert dash.start_button.disabled
+    assert not dash.stop_button.disabled
+    dash.stop_button.click()  # what a click in the browser runs: synchronous
+    assert gateway.phase in (GatewayPhase.RUNNING, GatewayPhase.DRAINING)
+    async with asyncio.timeout(gateway.config.shutdown_timeout + 2):
+        report = await dash.wait()
+    assert report is not None
+    assert report.ended_by == "stop"
+    assert_clean(report, tmp_path / "t.db")
+    assert "<b>finished</b>" in dash.status.value
+    assert "✅ Zero data loss" in dash.numbers.value
+    assert not dash.start_button.disabled
+    assert dash.stop_button.disabled
+    dash.stop_button.click()  # a second click after the end does nothing
+    await dash.close()
+    assert only_this_task_left()
+
+
+async def test_a_run_started_by_the_button_shows_its_end_without_a_wait(tmp_path: Path) -> None:
+    """Found: after Start the widget stayed at "running at 30.0 s" for good and
+    `dashboard.report` was None: nobody awaited the end of a button's run."""
+    dash = Dashboard(short_config(tmp_path, duration=0.6), refresh_hz=4)
+    await dash.start()  # a cell first, as the notebook does (it binds the loop)
+    await dash.wait()
+    dash.start_button.click()  # the second run comes from the button alone
+    assert dash.statistics().runs == 2
+    assert dash.running
+    for _ in range(200):  # no wait(): only the dashboard's own watcher sees the end
+        if not dash.running:
+            break
+        await asyncio.sleep(0.05)
+    assert dash.report is not None
+    assert dash.report.ok
+    assert dash.gateway is not None
+    assert dash.report is dash.gateway.report
+    assert "<b>finished</b>" in dash.status.value
+    assert "✅ Zero data loss" in dash.numbers.value
+    await dash.close()
+    assert only_this_task_left()
+
+
+async def test_a_slow_client_slider_never_fails_the_run(tmp_path: Path) -> None:
+    """Found: "client 1 delay" at 0.5 s timed the drain out: "❌ Data was lost" next to
+    "Lost 0", and notebook 08's assert failed. A slow client now skips at shutdown."""
+    dash = Dashboard(short_config(tmp_path, duration=1.5, shutdown_timeout=1.0), refresh_hz=4)
+    await started_mid_run(dash)
+    dash.sliders["client_delays"].value = 0.5
+    report = await dash.wait()
+    assert report is not None
+    assert report.ok, report.summary_table()
+    assert report.clean_shutdown
+    assert report.updates_lagged > 0
+    await dash.close()
+
+
+async def test_a_new_dashboard_stops_the_run_of_the_one_it_replaces(tmp_path: Path) -> None:
+    """Found: re-running the notebook's cells left the old gateway running invisibly."""
+    old = Dashboard(short_config(tmp_path, duration=30.0))
+    gateway = await started_mid_run(old)
+    new = Dashboard(short_config(tmp_path, duration=30.0))
+    report = await old.wait()
+    assert report is not None
+    assert report.ended_by == "stop"
+    assert report.ok
+    assert gateway.phase is GatewayPhase.STOPPED
+    assert "Replaced by a newer dashboard" in old.numbers.value
+    assert not new.running
+    await old.close()
+    await new.close()
+    assert only_this_task_left()
+
+
+async def test_interrupting_wait_stops_the_run_gracefully_then_propagates(
+    tmp_path: Path,
+) -> None:
+    """A kernel interrupt cancels the cell awaiting `dashboard.wait()`: the run drains and
+    the cancellation goes on (the cell ends; nothing keeps running behind it)."""
+    dash = Dashboard(short_config(tmp_path, duration=30.0))
+    gateway = await started_mid_run(dash)
+    cell = asyncio.create_task(dash.wait())
+    await asyncio.sleep(0.1)
+    cell.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await cell
+    assert not dash.running
+    assert gateway.report is not None
+    assert gateway.report.ended_by == "stop"
+    assert gateway.report.ok
+    await dash.close()
+    assert only_this_task_left()
+
+
+async def test_interrupting_twice_aborts_the_drain(tmp_path: Path) -> None:
+    config = short_config(tmp_path, duration=30.0, storage_latency=1.0, shutdown_timeout=10.0)
+    dash = Dashboard(config)
+    gateway = await started_mid_run(dash)
+    cell = asyncio.create_task(dash.wait())
+    await asyncio.sleep(0.3)
+    cell.cancel()
+    await asyncio.sleep(0.05)  # draining now, a write sleeping its 1 s latency
+    cell.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await cell
+    assert gateway.report is not None
+    assert gateway.report.ended_by == "abort"
+    assert gateway.report.balanced
+    await dash.close()
+    assert only_this_task_left()
+
+
+async def test_a_closed_dashboard_refuses_to_start(tmp_path: Path) -> None:
+    dash = Dashboard(short_config(tmp_path))
+    await dash.close()
+    assert dash.start_button.disabled
+    with pytest.raises(RuntimeError, match=r"^this dashboard is closed; build a new Dashboard$"):
+        await dash.start()
+
+
+def test_the_widget_says_when_it_is_disconnected(tmp_path: Path) -> None:
+    """JupyterLab marks a widget `jupyter-widgets-disconnected` when its kernel goes away;
+    the dashboard's banner is shown only then (tests/browser checks it in a real browser)."""
+    dash = Dashboard(short_config(tmp_path))
+    banner = dash.widget.children[0].value
+    assert ".jupyter-widgets-disconnected .tl-disconnected { display: block; }" in banner
+    assert '<div class="tl-disconnected">⚠️ Disconnected: the kernel restarted' in banner
