@@ -5,7 +5,7 @@
 #   make demo    run the demo
 #   make bench   run the benchmarks (same-run ratios)
 #   make stress  end 150 runs with real signals and cancellations, writes in flight
-#   make lab     open the workshop notebooks in JupyterLab
+#   make lab     open the workshop notebooks in JupyterLab (ARGS="--no-browser --port 8888")
 
 PYTHON ?= python3
 VENV   := .venv
@@ -16,6 +16,7 @@ STAMP  := $(VENV)/.installed
 
 $(STAMP): pyproject.toml
 	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info >= (3, 11) else "telemetry_lab needs Python >= 3.11; $(PYTHON) is " + sys.version.split()[0] + ". Run: make PYTHON=python3.12 ...")'
+	@if [ -d $(VENV) ]; then echo "Updating $(VENV) (pyproject.toml changed)..."; else echo "Setting up $(VENV) (first run only, about a minute)..."; fi
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
 	$(BIN)/python -m pip install --quiet -e '.[test]'
@@ -50,7 +51,7 @@ stress: $(STAMP)
 	$(BIN)/python bench/stress_signals.py
 
 lab: $(STAMP)
-	$(BIN)/jupyter lab notebooks/
+	$(BIN)/jupyter lab notebooks/ $(ARGS)
 
 clean:
 	rm -rf $(VENV) .venvs .mypy_cache .pytest_cache .ruff_cache .hypothesis build *.egg-info

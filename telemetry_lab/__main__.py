@@ -11,6 +11,9 @@ SIGTERM (`docker stop`, `kill`) and SIGHUP (a closed terminal) drain gracefully 
 report; a second one aborts at once (running SQLite writes finish), says so in one line on
 stderr, prints the partial report and exits with 128 + the signal's number. A closed or
 full stdout (`| head`) ends the output quietly.
+
+`telemetry-lab workshop [DIR] [--open]` copies the workshop notebooks into DIR instead
+(`telemetry_lab.workshop`).
 """
 
 from __future__ import annotations
@@ -26,6 +29,7 @@ import threading
 from pathlib import Path
 from types import FrameType
 
+from telemetry_lab import workshop
 from telemetry_lab.config import GatewayConfig
 from telemetry_lab.errors import UnusableDatabase
 from telemetry_lab.gateway import Gateway
@@ -46,6 +50,10 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="telemetry-lab",
         description="Run the async telemetry gateway and report what happened to every reading.",
+        epilog=(
+            "To start the workshop: `telemetry-lab workshop [DIR]` copies its notebooks into "
+            "DIR (default ./telemetry-lab-workshop); see `telemetry-lab workshop --help`."
+        ),
     )
     parser.add_argument(
         "--duration",
@@ -145,7 +153,10 @@ def _print_report(report: Report, as_json: bool) -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
-    """Run the CLI; return the exit status."""
+    """Run the CLI; return the exit status. `workshop ...` runs `telemetry_lab.workshop`."""
+    arguments = sys.argv[1:] if argv is None else argv
+    if arguments[:1] == ["workshop"]:  # the one subcommand; anything else runs the gateway
+        return workshop.main(arguments[1:])
     parser = build_parser()
     args = parser.parse_args(argv)
     try:
