@@ -287,6 +287,9 @@ class Dashboard:
                         gateway.abort()
                 cancelled = cancelled or exc
         if cancelled is not None:
+            report = self.report
+            done = f" ({report.verdicts()[0]})" if report is not None else ""
+            print(f"Interrupted: the run was stopped and drained{done}; this cell ends here.")
             raise cancelled
         return self.report
 
@@ -394,8 +397,11 @@ class Dashboard:
             GatewayPhase.STOPPED: "finished",
         }[s.phase]
         if not self._closed:
+            verdict = ""
+            if self.report is not None and s.phase is GatewayPhase.STOPPED:
+                verdict = f" · {html.escape(self.report.verdicts()[0])}"
             self.status.value = (
-                f'<div class="tl-status"><b>{phase}</b> ({run_id}{s.elapsed:.1f} s)</div>'
+                f'<div class="tl-status"><b>{phase}</b> ({run_id}{s.elapsed:.1f} s){verdict}</div>'
             )
         rows = [
             ("produced", f"{s.telemetry.total_sent}"),

@@ -152,9 +152,7 @@ class DashboardFigure:
             waiting, f"db connections (of {config.db_connections})",
             color="C1", ls="--", lw=2, drawstyle="steps-post",
         )  # fmt: skip
-        self.blocked = line(
-            waiting, "devices blocked", color="C3", lw=1.5, drawstyle="steps-post"
-        )
+        self.blocked = line(waiting, "devices blocked", color="C3", lw=1.5, drawstyle="steps-post")
         top = max(config.device_bandwidth, config.db_connections)
         waiting.set_ylim(-0.1, top + 0.6)
         waiting.yaxis.get_major_locator().set_params(integer=True)

@@ -37,6 +37,9 @@ class Result:
     detail: str = ""
     """What the check measured, in words (may be empty)."""
 
+    def _ipython_display_(self) -> None:
+        """Show nothing in a notebook: the checker has already printed its one line."""
+
 
 def reject(mistake: str, hint: str) -> NoReturn:
     """Reject the answer: `mistake` says what went wrong, `hint` how to fix it."""

@@ -1,12 +1,13 @@
-"""The live dashboard, in a real JupyterLab, in a real browser (Debian's Chromium).
+"""The live dashboard in a real JupyterLab, used the way a person uses it (Debian's Chromium).
 
-Starts `jupyter lab` on 127.0.0.1 (random port, a token) over a temporary copy of the
-notebooks, opens notebook 08 in Chromium driven by Playwright, runs all cells without
-waiting for them, and checks that the dashboard's image appears and changes, that its
-counters increase, and that no cell shows an error. A screenshot is saved to
-`build/test-artifacts/dashboard.png`. Playwright never downloads a browser here: it
-launches `/usr/bin/chromium`. Without Chromium the test skips with install instructions,
-except under CI=true, where a missing browser is a failure.
+One JupyterLab server (127.0.0.1, a random port and token) serves a temporary copy of the
+notebooks; each test opens its own copy of notebook 08 (its own kernel) in Chromium driven
+by Playwright, and does what a learner does: Run All, click Stop during the run, Start and
+Stop again with the buttons, drag a slider, re-run the dashboard's cells, interrupt the
+kernel while a cell waits, restart the kernel. Each saves screenshots to
+`build/test-artifacts/` (the README shows some of them, copied to `docs/`). Playwright never
+downloads a browser here: it launches `/usr/bin/chromium`. Without Chromium the tests skip
+with install instructions, except under CI=true, where a missing browser is a failure.
 """
 
 from __future__ import annotations
@@ -23,13 +24,17 @@ import sys
 import time
 import urllib.request
 from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import pytest
 
 ROOT = Path(__file__).resolve().parents[2]
 CHROMIUM = Path(os.environ.get("TELEMETRY_LAB_CHROMIUM", "/usr/bin/chromium"))
 ARTIFACTS = ROOT / "build" / "test-artifacts"
+NOTEBOOK = "08_live_dashboard.ipynb"
+SHUTDOWN_TIMEOUT = 5.0  # notebook 08 runs the default GatewayConfig.shutdown_timeout
 CHROMIUM_FLAGS = [
     "--no-sandbox",  # CI runs as root
     "--disable-gpu",
@@ -61,7 +66,7 @@ def free_port() -> int:
         return int(s.getsockname()[1])
 
 
-def api(base: str, token: str, path: str, method: str = "GET") -> object:
+def api(base: str, token: str, path: str, method: str = "GET") -> Any:
     request = urllib.request.Request(
         f"{base}{path}", method=method, headers={"Authorization": f"token {token}"}
     )
@@ -70,16 +75,43 @@ def api(base: str, token: str, path: str, method: str = "GET") -> object:
     return json.loads(body) if body else None
 
 
-@pytest.fixture
-def jupyter_lab(tmp_path: Path) -> Iterator[tuple[str, str]]:
-    """Run JupyterLab over a copy of the notebooks; yield (base URL, token)."""
+@dataclass
+class Lab:
+    """A running JupyterLab server."""
+
+    base: str
+    token: str
+    root: Path
+
+    def kernel_state(self, notebook: str) -> str | None:
+        for session in api(self.base, self.token, "/api/sessions") or []:
+            if session["path"].endswith(notebook):
+                return str(session["kernel"]["execution_state"])
+        return None
+
+    def wait_for_kernel(self, notebook: str, state: str, timeout: float) -> float:
+        """Wait until `notebook`'s kernel is in `state`; return the seconds it took."""
+        started = time.monotonic()
+        seen: list[str | None] = []
+        while time.monotonic() - started < timeout:
+            seen.append(self.kernel_state(notebook))
+            if seen[-1] == state:
+                return time.monotonic() - started
+            time.sleep(0.25)
+        pytest.fail(f"the kernel of {notebook} never became {state}; states seen: {seen[-5:]}")
+
+
+@pytest.fixture(scope="module")
+def lab(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Lab]:
+    """Run JupyterLab over a copy of the notebooks for the whole module."""
     require_chromium()
+    tmp_path = tmp_path_factory.mktemp("jupyterlab")
     root = tmp_path / "lab"
     shutil.copytree(ROOT / "notebooks", root)
     port, token = free_port(), secrets.token_hex(16)
     env = {
         **os.environ,
-        "TELEMETRY_LAB_FAST": "0",  # the full-length dashboard demo: time to watch it
+        "TELEMETRY_LAB_FAST": "0",  # the full-length dashboard demo: time to use it
         "JUPYTER_CONFIG_DIR": str(tmp_path / "config"),
         "JUPYTER_RUNTIME_DIR": str(tmp_path / "runtime"),
         "JUPYTERLAB_SETTINGS_DIR": str(tmp_path / "settings"),
@@ -119,10 +151,10 @@ def jupyter_lab(tmp_path: Path) -> Iterator[tuple[str, str]]:
                     text = (tmp_path / "jupyter.log").read_text()
                     pytest.fail(f"JupyterLab did not start:\n{text[-3000:]}")
                 time.sleep(0.5)
-        yield base, token
+        yield Lab(base=base, token=token, root=root)
     finally:
         with contextlib.suppress(OSError):
-            for kernel in api(base, token, "/api/kernels") or []:  # type: ignore[union-attr]
+            for kernel in api(base, token, "/api/kernels") or []:
                 api(base, token, f"/api/kernels/{kernel['id']}", method="DELETE")
         server.terminate()
         try:
@@ -133,88 +165,256 @@ def jupyter_lab(tmp_path: Path) -> Iterator[tuple[str, str]]:
         log.close()
 
 
-def wait_for_idle_kernel(base: str, token: str, notebook: str, timeout: float) -> None:
-    """Poll the server's sessions until `notebook` has a kernel in the idle state."""
-    deadline = time.monotonic() + timeout
-    states: list[str] = []
-    while time.monotonic() < deadline:
-        for session in api(base, token, "/api/sessions") or []:  # type: ignore[union-attr]
-            if session["path"].endswith(notebook):
-                states.append(session["kernel"]["execution_state"])
-                if states[-1] == "idle":
-                    return
-        time.sleep(0.5)
-    pytest.fail(f"the kernel of {notebook} never became idle; states seen: {states[-5:]}")
+class Notebook:
+    """Notebook 08 open in a Chromium page, with what a person does to it."""
+
+    def __init__(self, page: Any, lab: Lab, name: str) -> None:
+        self.page = page
+        self.lab = lab
+        self.name = name
+        self.interrupted = False
+        """Set by a test that interrupts a cell: that cell's CancelledError is expected."""
+
+    @classmethod
+    @contextlib.contextmanager
+    def opened(cls, lab: Lab, scenario: str) -> Iterator[Notebook]:
+        from playwright.sync_api import sync_playwright
+
+        name = f"{scenario}.ipynb"
+        shutil.copy(lab.root / NOTEBOOK, lab.root / name)
+        with sync_playwright() as playwright:
+            browser = playwright.chromium.launch(
+                executable_path=str(CHROMIUM), headless=True, args=CHROMIUM_FLAGS
+            )
+            page = browser.new_page(viewport={"width": 1400, "height": 1000})
+            notebook = cls(page, lab, name)
+            try:
+                page.goto(f"{lab.base}/lab/tree/{name}?token={lab.token}")
+                page.wait_for_selector(".jp-Notebook .jp-Cell", timeout=60_000)
+                # A cold machine takes a while to start its first kernel: wait for it.
+                lab.wait_for_kernel(name, "idle", timeout=240)
+                yield notebook
+                notebook.assert_no_errors(except_interrupted=notebook.interrupted)
+            except BaseException:
+                notebook.shot(f"{scenario}-failure", full_page=True)
+                (ARTIFACTS / f"{scenario}-failure.html").write_text(
+                    page.content(), encoding="utf-8"
+                )
+                raise
+            finally:
+                browser.close()
+
+    # --- what a person does -----------------------------------------------------------------
+
+    def menu(self, menu: str, command: str) -> None:
+        self.page.locator(".lm-MenuBar-item", has_text=re.compile(rf"^{menu}$")).click()
+        self.page.locator(f".lm-Menu-item[data-command='{command}']").click()
+
+    def run_all(self) -> None:
+        from playwright.sync_api import TimeoutError as PlaywrightTimeoutError
+
+        self.menu("Run", "runmenu:run-all")
+        # If the kernel was still connecting, JupyterLab asks which one: the default.
+        dialog = self.page.locator(".jp-Dialog", has_text="Select Kernel")
+        with contextlib.suppress(PlaywrightTimeoutError):
+            dialog.wait_for(state="visible", timeout=2_000)
+            dialog.locator("button", has_text=re.compile(r"^Select$")).click()
+
+    def cell(self, starts_with: str) -> Any:
+        """The code cell whose source starts with `starts_with`."""
+        cells = self.page.locator(".jp-CodeCell")
+        for i in range(cells.count()):
+            text = cells.nth(i).locator(".jp-InputArea-editor").inner_text()
+            if text.lstrip().startswith(starts_with):
+                return cells.nth(i)
+        raise AssertionError(f"no cell starting with {starts_with!r}")
+
+    def run_cell(self, starts_with: str) -> None:
+        """Click into the cell and press Shift+Enter, as a person re-runs one."""
+        cell = self.cell(starts_with)
+        cell.locator(".jp-InputArea-editor").click()
+        self.page.keyboard.press("Shift+Enter")
+
+    def dashboard(self, which: int = -1) -> Any:
+        """The `which`-th dashboard widget shown in the notebook (default: the newest)."""
+        widgets = self.page.locator(".jp-OutputArea .widget-vbox:has(.tl-status)")
+        widgets.first.wait_for(state="visible", timeout=180_000)
+        return widgets.nth(which if which >= 0 else widgets.count() - 1)
+
+    def status(self, which: int = -1) -> str:
+        return str(self.dashboard(which).locator(".tl-status").inner_text())
+
+    def numbers(self, which: int = -1) -> str:
+        return str(self.dashboard(which).locator(".tl-numbers").inner_text())
+
+    def button(self, label: str, which: int = -1) -> Any:
+        return self.dashboard(which).locator("button", has_text=re.compile(rf"^{label}$"))
+
+    def image_src(self, which: int = -1) -> str:
+        return str(self.dashboard(which).locator("img.widget-image").get_attribute("src") or "")
+
+    def wait_until(self, what: str, check: Any, timeout: float = 60.0) -> None:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if check():
+                return
+            self.page.wait_for_timeout(250)
+        raise AssertionError(f"timed out waiting for {what}: status {self.status()!r}")
+
+    def wait_for_frames(self, count: int = 3, which: int = -1) -> None:
+        """Wait until the dashboard's image has changed `count` times (frames arriving)."""
+        seen: list[str] = []
+
+        def changed() -> bool:
+            src = self.image_src(which)
+            if src and (not seen or src != seen[-1]):
+                seen.append(src)
+            return len(seen) >= count
+
+        self.wait_until(f"{count} new frames", changed)
+
+    def drag_slider_to_the_end(self, description: str) -> None:
+        """Drag a slider's handle with the mouse to the right end of its track."""
+        slider = self.dashboard().locator(".widget-slider", has_text=description)
+        slider.scroll_into_view_if_needed()  # Run All scrolled the page to its last cell
+        handle = slider.locator(".noUi-handle").first
+        track = slider.locator(".noUi-target, .slider-container").first
+        box, end = handle.bounding_box(), track.bounding_box()
+        assert box is not None
+        assert end is not None
+        mouse = self.page.mouse
+        mouse.move(box["x"] + box["width"] / 2, box["y"] + box["height"] / 2)
+        mouse.down()
+        mouse.move(end["x"] + end["width"] + 20, box["y"] + box["height"] / 2, steps=12)
+        mouse.up()
+
+    # --- what a person sees ------------------------------------------------------------------
+
+    def shot(self, name: str, *, full_page: bool = False) -> None:
+        ARTIFACTS.mkdir(parents=True, exist_ok=True)
+        self.page.screenshot(path=str(ARTIFACTS / f"{name}.png"), full_page=full_page)
+
+    def shot_dashboard(self, name: str, which: int = -1) -> None:
+        widget = self.dashboard(which)
+        widget.scroll_into_view_if_needed()
+        ARTIFACTS.mkdir(parents=True, exist_ok=True)
+        widget.screenshot(path=str(ARTIFACTS / f"{name}.png"))
+
+    def errors(self) -> list[str]:
+        outputs = self.page.locator("[data-mime-type='application/vnd.jupyter.error']")
+        return [outputs.nth(i).inner_text()[:500] for i in range(outputs.count())]
+
+    def assert_no_errors(self, *, except_interrupted: bool = False) -> None:
+        errors = self.errors()
+        if except_interrupted:
+            errors = [e for e in errors if "CancelledError" not in e]
+        assert errors == [], errors
+
+    def kernel_idle_within(self, seconds: float) -> float:
+        return self.lab.wait_for_kernel(self.name, "idle", timeout=seconds)
 
 
-def produced_count(numbers_text: str) -> int | None:
-    match = re.search(r"produced\s*(\d+)", numbers_text)
-    return int(match.group(1)) if match else None
+def test_stop_during_run_all_then_start_stop_start_again_with_the_buttons(lab: Lab) -> None:
+    """Found: Stop deadlocked the kernel; a run from Start never showed its end."""
+    with Notebook.opened(lab, "buttons") as nb:
+        nb.run_all()
+        nb.wait_until("the run to start", lambda: nb.status().startswith("running"))
+        nb.wait_for_frames(4)
+        nb.shot("dashboard-running")
+        assert nb.button("Start").is_disabled()
+        nb.button("Stop").click()
+        # The kernel finishes the whole notebook: idle within the drain plus a few seconds.
+        took = nb.kernel_idle_within(SHUTDOWN_TIMEOUT + 15)
+        nb.wait_until("the final frame and verdict", lambda: "finished" in nb.status())
+        assert "Zero data loss" in nb.numbers(), nb.numbers()
+        assert nb.button("Stop").is_disabled()
+        nb.shot_dashboard("dashboard-stopped")
+        print(f"kernel idle {took:.1f} s after Stop")
+
+        # Start again from the button alone: the end of that run must show too.
+        nb.button("Start").click()
+        nb.wait_until("the second run", lambda: nb.status().startswith("running (run 2"))
+        nb.wait_for_frames(3)
+        nb.button("Stop").click()
+        nb.wait_until("the second run's end", lambda: nb.status().startswith("finished (run 2"))
+        assert "Zero data loss" in nb.numbers()
+        nb.button("Start").click()
+        nb.wait_until("the third run", lambda: nb.status().startswith("running (run 3"))
+        nb.wait_for_frames(2)
+        nb.shot_dashboard("dashboard-started-again")
+        nb.button("Stop").click()
+        nb.wait_until("the third run's end", lambda: nb.status().startswith("finished (run 3"))
+        assert nb.kernel_idle_within(15) >= 0
 
 
-def test_the_dashboard_runs_live_in_jupyterlab(jupyter_lab: tuple[str, str]) -> None:
-    from playwright.sync_api import TimeoutError as PlaywrightTimeoutError
-    from playwright.sync_api import sync_playwright
-
-    base, token = jupyter_lab
-    with sync_playwright() as playwright:
-        browser = playwright.chromium.launch(
-            executable_path=str(CHROMIUM), headless=True, args=CHROMIUM_FLAGS
+def test_drag_a_slider_mid_run_then_rerun_the_dashboard_cells(lab: Lab) -> None:
+    """Found: a slider broke Run All; re-running cells left a hidden gateway running."""
+    with Notebook.opened(lab, "slider") as nb:
+        nb.run_all()
+        nb.wait_until("the run to start", lambda: nb.status().startswith("running"))
+        nb.wait_for_frames(3)
+        nb.drag_slider_to_the_end("client 1 delay s")  # the slowest client 1 can be: 1 s
+        nb.wait_until(
+            "client 1 to lag",
+            lambda: re.search(r"client 1\s+\d+ received, [1-9]\d* lagged", nb.numbers()),
+            timeout=30,
         )
-        page = browser.new_page(viewport={"width": 1400, "height": 1000})
-        try:
-            page.goto(f"{base}/lab/tree/08_live_dashboard.ipynb?token={token}")
-            page.wait_for_selector(".jp-Notebook .jp-Cell", timeout=60_000)
-            # Wait until the server says the notebook's kernel is up and idle: a cold machine
-            # takes a while to start its first kernel.
-            wait_for_idle_kernel(base, token, "08_live_dashboard.ipynb", timeout=240)
-            # Run > Run All Cells, as a person would.
-            page.locator(".lm-MenuBar-item", has_text=re.compile(r"^Run$")).click()
-            page.locator(".lm-Menu-item[data-command='runmenu:run-all']").click()
-            # If the kernel was still connecting, JupyterLab asks which one: the default.
-            dialog = page.locator(".jp-Dialog", has_text="Select Kernel")
-            with contextlib.suppress(PlaywrightTimeoutError):
-                dialog.wait_for(state="visible", timeout=3_000)
-                dialog.locator("button", has_text=re.compile(r"^Select$")).click()
+        nb.shot_dashboard("dashboard-slider")
+        nb.kernel_idle_within(SHUTDOWN_TIMEOUT + 60)  # Run All goes on to the end: no error
+        assert "Zero data loss" in nb.numbers()  # a slow client never fails a run
 
-            image = page.locator(".jp-OutputArea img.widget-image").first
-            image.wait_for(state="visible", timeout=180_000)
-            sources: list[str] = []
-            counts: list[int] = []
-            numbers = page.locator(".jp-OutputArea .widget-html", has_text="produced").first
-            text = ""
-            # Watch for ~12 s (the notebook turns a knob at 5 s: backpressure builds after).
-            watch_until = time.monotonic() + 12
-            deadline = time.monotonic() + 60
-            while time.monotonic() < deadline:
-                src = image.get_attribute("src") or ""
-                if src and (not sources or src != sources[-1]):
-                    sources.append(src)
-                text = numbers.inner_text() if numbers.count() else ""
-                count = produced_count(text)
-                if count is not None and (not counts or count != counts[-1]):
-                    counts.append(count)
-                if len(sources) >= 3 and len(counts) >= 3 and time.monotonic() > watch_until:
-                    break
-                page.wait_for_timeout(250)
-            ARTIFACTS.mkdir(parents=True, exist_ok=True)
-            image.scroll_into_view_if_needed()
-            page.screenshot(path=str(ARTIFACTS / "dashboard.png"))
-            image.screenshot(path=str(ARTIFACTS / "dashboard-image.png"))
+        # A run from the Start button, then the dashboard's cells run again meanwhile.
+        nb.button("Start").click()
+        nb.wait_until("the button's run", lambda: nb.status().startswith("running (run 2"))
+        nb.run_cell("dashboard = Dashboard(config")
+        nb.wait_until(
+            "the old dashboard's run to stop",
+            lambda: (
+                "Replaced by a newer dashboard" in nb.numbers(0)
+                and nb.status(0).startswith("finished (run 2")
+            ),
+            timeout=SHUTDOWN_TIMEOUT + 10,
+        )
+        nb.run_cell("# NBVAL_IGNORE_OUTPUT")
+        nb.run_cell("gateway = await dashboard.start()")
+        nb.wait_until("the new dashboard's run", lambda: nb.status().startswith("running"))
+        nb.wait_for_frames(2)
+        nb.shot("dashboard-rerun")
+        nb.button("Stop").click()
+        nb.wait_until("the new run's end", lambda: nb.status().startswith("finished"))
+        nb.kernel_idle_within(SHUTDOWN_TIMEOUT + 10)
 
-            assert len(sources) >= 3, f"the dashboard image did not change: {sources!r}"
-            assert len(counts) >= 3, f"the counters did not move: {counts!r} in {text!r}"
-            assert counts == sorted(counts), f"produced went backwards: {counts!r}"
-            natural = image.evaluate("img => [img.naturalWidth, img.naturalHeight]")
-            assert natural[0] > 300, natural
-            assert natural[1] > 200, natural
-            errors = page.locator("[data-mime-type='application/vnd.jupyter.error']")
-            assert errors.count() == 0, errors.first.inner_text()
-        except BaseException:
-            # Leave evidence for whoever reads the CI log: what the page looked like.
-            ARTIFACTS.mkdir(parents=True, exist_ok=True)
-            page.screenshot(path=str(ARTIFACTS / "failure.png"), full_page=True)
-            (ARTIFACTS / "failure.html").write_text(page.content(), encoding="utf-8")
-            raise
-        finally:
-            browser.close()
+
+def test_interrupt_during_wait_then_restart_the_kernel(lab: Lab) -> None:
+    """The interrupted cell stops the run gracefully; a restart marks the widget disconnected."""
+    with Notebook.opened(lab, "interrupt") as nb:
+        nb.run_all()
+        nb.wait_until("the run to start", lambda: nb.status().startswith("running"))
+        wait_cell = nb.cell("report = await dashboard.wait()")
+        snapshot_cell = nb.cell("snapshot = None")  # the code cell just before the wait
+        nb.wait_until(
+            "the kernel to reach `await dashboard.wait()`",
+            lambda: snapshot_cell.locator(".jp-OutputArea-output").count() > 0,
+            timeout=60,
+        )
+        nb.page.wait_for_timeout(1_000)
+        assert nb.status().startswith("running")
+        nb.menu("Kernel", "kernelmenu:interrupt")
+        nb.interrupted = True
+        nb.kernel_idle_within(SHUTDOWN_TIMEOUT + 10)
+        nb.wait_until("the run's end", lambda: "finished" in nb.status())
+        assert "Zero data loss" in nb.numbers()
+        output = wait_cell.locator(".jp-OutputArea").inner_text()
+        assert "Interrupted: the run was stopped and drained" in output, output
+        nb.assert_no_errors(except_interrupted=True)
+        nb.shot_dashboard("dashboard-interrupted")
+
+        nb.menu("Kernel", "kernelmenu:restart")
+        dialog = nb.page.locator(".jp-Dialog")
+        dialog.wait_for(state="visible", timeout=10_000)
+        dialog.locator("button", has_text=re.compile(r"^Restart$")).click()
+        banner = nb.dashboard().locator(".tl-disconnected")
+        banner.wait_for(state="visible", timeout=30_000)
+        assert "Disconnected: the kernel restarted" in banner.inner_text()
+        nb.shot_dashboard("dashboard-disconnected")
+        nb.lab.wait_for_kernel(nb.name, "idle", timeout=60)
