@@ -124,7 +124,7 @@ async def test_exercise_1_explains_completion_order() -> None:
 async def test_exercise_1_explains_a_permit_never_released() -> None:
     with pytest.raises(
         ExerciseRejected,
-        match=r"^❌ Exercise 1: limited_gather\(10 jobs, limit=1\) did not return within 2 s "
+        match=r"^❌ Exercise 1: limited_gather\(10 jobs, limit=1\) did not return within 1 s "
         r"\(1 of the 10 jobs finished\): a permit was never given back",
     ):
         await check_exercise_1(permit_never_released)

@@ -234,6 +234,30 @@ async def test_exercise_2_accepts_the_solution(capsys: pytest.CaptureFixture[str
     )
 
 
+async def with_wait_for(rx: Any, seconds: float) -> Any:
+    try:
+        return await asyncio.wait_for(rx.recv(), seconds)  # a cancelled recv takes nothing
+    except TimeoutError:
+        return None
+
+
+async def lets_the_timeout_escape(rx: Any, seconds: float) -> Any:
+    return await asyncio.wait_for(rx.recv(), seconds)
+
+
+async def test_exercise_2_accepts_wait_for_on_a_receive() -> None:
+    assert (await check_exercise_2(with_wait_for)).passed
+
+
+async def test_exercise_2_explains_an_escaped_timeout_error() -> None:
+    with pytest.raises(
+        ExerciseRejected,
+        match=r"^❌ Exercise 2: recv_with_timeout\(rx, 0.05\) raised TimeoutError instead of "
+        r"returning None\n   Hint: catch it around `asyncio.wait_for",
+    ):
+        await check_exercise_2(lets_the_timeout_escape)
+
+
 async def test_exercise_2_explains_a_receive_left_running() -> None:
     with pytest.raises(
         ExerciseRejected,

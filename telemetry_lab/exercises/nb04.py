@@ -25,7 +25,7 @@ LimitedGather = Callable[[list[Job], int], Awaitable[Any]]
 MinTotalTime = Callable[[int, int, float], Any]
 
 JOBS = 10
-PATIENCE = 2.0
+PATIENCE = 1.0
 """Seconds `limited_gather` may take: the ten jobs sleep 0.11 s in all, one at a time."""
 
 

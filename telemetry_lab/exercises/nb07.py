@@ -210,9 +210,15 @@ async def check_exercise_2(recv_with_timeout: RecvWithTimeout) -> str:
 
 async def _call(recv_with_timeout: RecvWithTimeout, rx: Receiver[str], seconds: float) -> Any:
     try:
-        async with asyncio.timeout(PATIENCE):
+        async with asyncio.timeout(PATIENCE) as patience:
             got = await recv_with_timeout(rx, seconds)
     except TimeoutError:
+        if not patience.expired():  # the answer's own TimeoutError, not the check's
+            reject(
+                f"recv_with_timeout(rx, {seconds:g}) raised TimeoutError instead of returning None",
+                "catch it around `asyncio.wait_for(...)` and return None, or race "
+                "`on_timeout(seconds)` in a `select`, which returns instead of raising",
+            )
         reject(
             f"recv_with_timeout(rx, {seconds:g}) did not return within {PATIENCE:g} s",
             "return as soon as either a value arrives or `seconds` have passed",
