@@ -123,6 +123,7 @@ class Dashboard:
         self._plot: DashboardFigure = DashboardFigure(self.config)
         self._tasks: JoinSet[Any] = JoinSet()
         self._watcher: asyncio.Task[None] | None = None
+        self._watching = False  # from a run's start until its watcher has shown its end
         try:
             self._loop: asyncio.AbstractEventLoop | None = asyncio.get_running_loop()
         except RuntimeError:
@@ -238,6 +239,7 @@ class Dashboard:
         self._message = ""
         self._runs += 1
         self._last_shown = (-1, -1.0)
+        self._watching = True
         run = self._tasks.spawn(gateway.run(), name="dashboard-gateway")
         self._watcher = self._tasks.spawn(self._watch(gateway, run), name="dashboard-watch")
         self._buttons()
@@ -340,6 +342,7 @@ class Dashboard:
             self.report = self.report or gateway.report
             await self._render(force=True)
         finally:
+            self._watching = False
             self._buttons(running=False)
             self._show_numbers()
 
@@ -396,6 +399,8 @@ class Dashboard:
             GatewayPhase.DRAINING: "draining",
             GatewayPhase.STOPPED: "finished",
         }[s.phase]
+        if s.phase is GatewayPhase.STOPPED and self._watching:
+            phase = "finishing"  # the watcher is drawing the last frame
         if not self._closed:
             verdict = ""
             if self.report is not None and s.phase is GatewayPhase.STOPPED:

@@ -13,7 +13,9 @@ import json
 import os
 import subprocess
 import sys
+import tempfile
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -246,20 +248,25 @@ def test_cli_refuses_a_directory_it_cannot_write(
     assert list(tmp_path.iterdir()) == []
 
 
-@pytest.mark.skipif(
-    sys.platform == "win32" or os.geteuid() == 0, reason="root (or Windows) can write anywhere"
-)
 def test_cli_refuses_a_read_only_directory(
-    capsys: pytest.CaptureFixture[str], tmp_path: Path
+    capsys: pytest.CaptureFixture[str], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
+    """A directory the user may not write to (root may write anywhere, so the refusal of
+    the operating system is played by the one call that creates files there)."""
     dest = tmp_path / "ro"
-    dest.mkdir(mode=0o500)
-    try:
-        code, out, err = run_cli(capsys, str(dest))
-    finally:
-        dest.chmod(0o700)
+    dest.mkdir()
+    real = tempfile.mkstemp
+
+    def refused(*args: Any, dir: Any = None, **kwargs: Any) -> Any:
+        if Path(dir) == dest:
+            raise PermissionError(13, "Permission denied")
+        return real(*args, dir=dir, **kwargs)
+
+    monkeypatch.setattr(workshop.tempfile, "mkstemp", refused)
+    code, out, err = run_cli(capsys, str(dest))
     assert (code, out) == (2, "")
     assert err == f"telemetry-lab workshop: error: {dest}: Permission denied\n"
+    assert list(dest.iterdir()) == []  # nothing half-written
 
 
 def test_cli_open_replaces_itself_with_jupyterlab_in_the_directory(
