@@ -20,10 +20,19 @@ learner's answer, and CI proves every solution passes its checker.
 from telemetry_lab.exercises._check import (
     ExerciseRejected,
     Result,
+    cancel_new_tasks,
     exercise,
     is_stub,
     reject,
     surface,
 )
 
-__all__ = ["ExerciseRejected", "Result", "exercise", "is_stub", "reject", "surface"]
+__all__ = [
+    "ExerciseRejected",
+    "Result",
+    "cancel_new_tasks",
+    "exercise",
+    "is_stub",
+    "reject",
+    "surface",
+]

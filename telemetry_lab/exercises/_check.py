@@ -11,7 +11,15 @@ from collections.abc import Awaitable, Callable, Coroutine
 from dataclasses import dataclass
 from typing import Any, Concatenate, NoReturn, ParamSpec, TypeVar, overload
 
-__all__ = ["ExerciseRejected", "Result", "exercise", "is_stub", "reject", "surface"]
+__all__ = [
+    "ExerciseRejected",
+    "Result",
+    "cancel_new_tasks",
+    "exercise",
+    "is_stub",
+    "reject",
+    "surface",
+]
 
 P = ParamSpec("P")
 A = TypeVar("A")
@@ -66,6 +74,23 @@ def is_stub(answer: object) -> bool:
     if isinstance(raised, ast.Call):
         raised = raised.func
     return isinstance(raised, ast.Name) and raised.id == "NotImplementedError"
+
+
+async def cancel_new_tasks(before: set[asyncio.Task[Any]]) -> int:
+    """Cancel the tasks created since `before` that are still running; wait for them to end.
+
+    Those are the answer's own tasks, left without an owner when it returned (or when the
+    check stopped it): the check finishes them so that nothing outlives it. Returns how many.
+    """
+    left = [task for task in asyncio.all_tasks() - before if not task.done()]
+    for task in left:
+        task.cancel()
+    if left:
+        await asyncio.wait(left)
+    for task in left:
+        if not task.cancelled():
+            task.exception()  # retrieved: no "exception was never retrieved" later
+    return len(left)
 
 
 def surface(task: asyncio.Future[Any]) -> None:

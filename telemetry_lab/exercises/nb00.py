@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from telemetry_lab.errors import LoopAlreadyRunning
-from telemetry_lab.exercises._check import exercise, reject
+from telemetry_lab.exercises._check import cancel_new_tasks, exercise, reject
 from telemetry_lab.models import Report
 
 __all__ = ["check_exercise_1", "check_exercise_2"]
@@ -39,23 +39,6 @@ GATEWAY_LIMIT = 5.0
 def reading(device_id: int) -> str:
     """What the checker's `fetch(device_id)` returns."""
     return f"reading from device {device_id}"
-
-
-async def _cancel_new_tasks(before: set[asyncio.Task[Any]]) -> int:
-    """Cancel the tasks created since `before` that are still running; wait for them to end.
-
-    Those are the answer's own tasks, left without an owner when it returned (or when the
-    check stopped it): the check finishes them so that nothing outlives it. Returns how many.
-    """
-    left = [task for task in asyncio.all_tasks() - before if not task.done()]
-    for task in left:
-        task.cancel()
-    if left:
-        await asyncio.wait(left)
-    for task in left:
-        if not task.cancelled():
-            task.exception()  # retrieved: no "exception was never retrieved" later
-    return len(left)
 
 
 def _discard(value: object) -> None:
@@ -97,7 +80,7 @@ async def check_exercise_1(fetch_all: FetchAll) -> str:
             "started, or an Event nobody sets, waits forever",
         )
     finally:
-        left_running = await _cancel_new_tasks(before)
+        left_running = await cancel_new_tasks(before)
 
     items = list(result) if isinstance(result, list | tuple) else None
     if inspect.isawaitable(result) or any(inspect.isawaitable(r) for r in items or []):
@@ -200,7 +183,7 @@ async def check_exercise_2(count_tasks: CountTasks) -> str:
                 "`report = await run_gateway(config)`: in a notebook, await",
             )
         finally:
-            await _cancel_new_tasks(before)
+            await cancel_new_tasks(before)
         run = _read_run(db_path)
 
     if isinstance(n, Report):

@@ -13,7 +13,7 @@ from collections.abc import Awaitable, Callable
 from typing import Any
 
 from telemetry_lab.errors import ChannelClosed
-from telemetry_lab.exercises._check import exercise, reject
+from telemetry_lab.exercises._check import cancel_new_tasks, exercise, reject
 from telemetry_lab.primitives import Receiver, Sender, channel
 
 __all__ = ["check_exercise_1", "check_exercise_2"]
@@ -28,23 +28,6 @@ ATTEMPTS = 30
 CONSUMER_TURNS = 3
 """Loop turns the checker's consumer spends on each value in Exercise 2."""
 OFFER_LIMIT = 2.0
-
-
-async def _cancel_new_tasks(before: set[asyncio.Task[Any]]) -> int:
-    """Cancel the tasks created since `before` that are still running; wait for them to end.
-
-    Those are the answer's own tasks (producers blocked in `send`, say), left without an
-    owner when the check stopped it: the check finishes them so that nothing outlives it.
-    """
-    left = [task for task in asyncio.all_tasks() - before if not task.done()]
-    for task in left:
-        task.cancel()
-    if left:
-        await asyncio.wait(left)
-    for task in left:
-        if not task.cancelled():
-            task.exception()  # retrieved: no "exception was never retrieved" later
-    return len(left)
 
 
 def _raised(exc: BaseException, kind: type[BaseException]) -> bool:
@@ -122,7 +105,7 @@ async def check_exercise_1(fan_in: FanIn) -> str:
         finally:
             call.cancel()
             await asyncio.wait([call])
-            left_running = await _cancel_new_tasks(before)
+            left_running = await cancel_new_tasks(before)
         where = f"fan_in({n}, {per})"
         if not isinstance(values, list):
             reject(

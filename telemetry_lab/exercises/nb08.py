@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import Any
 
 from telemetry_lab.config import GatewayConfig
-from telemetry_lab.exercises._check import exercise, reject
+from telemetry_lab.exercises._check import cancel_new_tasks, exercise, reject
 from telemetry_lab.gateway import Gateway, GatewayStatistics
 from telemetry_lab.metrics import MetricsSeries
 from telemetry_lab.models import Report
@@ -45,12 +45,8 @@ async def check_exercise_1(run_with_knob: RunWithKnob, *, fast: bool = True) -> 
             "return `report, gw.series`",
         )
     report, series = result
-    left = [t for t in asyncio.all_tasks() - before_tasks if not t.done()]
+    left = await cancel_new_tasks(before_tasks)
     if isinstance(report, asyncio.Task) or not isinstance(report, Report) or left:
-        for task in left:
-            task.cancel()
-        if left:
-            await asyncio.wait(left)
         reject(
             "the run was still going when run_with_knob returned: a fire-and-forget task "
             "nobody owns",
