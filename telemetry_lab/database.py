@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import json
 import sqlite3
+import time
 from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -200,6 +201,26 @@ def _now() -> str:
     return datetime.now(UTC).isoformat(timespec="milliseconds")
 
 
+def _use_wal(conn: sqlite3.Connection) -> None:
+    """Switch the file to WAL (readers and the writer do not block each other), once.
+
+    The mode is kept in the file, so only its first run switches it. Switching needs the
+    file to itself, and SQLite answers "database is locked" at once (no busy wait) while
+    another connection is open, as when two gateways start on a new file together: then
+    try again for a while, and if another run keeps the file busy, carry on in the default
+    journal mode, which is just as correct.
+    """
+    deadline = time.monotonic() + OPEN_TIMEOUT
+    while conn.execute("PRAGMA journal_mode").fetchone()[0] != "wal":
+        try:
+            conn.execute("PRAGMA journal_mode=WAL")  # answers the mode it could set
+            return
+        except sqlite3.OperationalError:
+            if time.monotonic() > deadline:
+                return
+            time.sleep(0.02)
+
+
 def open_run(path: Path, config: Mapping[str, Any]) -> int:
     """Check the file at `path`, prepare its schema, record a new run; return its run_id.
 
@@ -224,9 +245,9 @@ def open_run(path: Path, config: Mapping[str, Any]) -> int:
                 conn.execute("ROLLBACK")
                 raise
             conn.execute("COMMIT")
-            conn.execute("PRAGMA journal_mode=WAL")  # readers and the writer do not block
         except sqlite3.Error as exc:
             raise _refuse(path, str(exc)) from exc
+        _use_wal(conn)
         run_id = cursor.lastrowid
         assert run_id is not None
         return run_id

@@ -418,3 +418,27 @@ def test_the_drain_deadline_holds_while_storage_keeps_failing(tmp_path: Path) ->
     assert report.stored == 0
     assert report.in_flight == report.produced > 0
     assert report.storage_retries >= 1
+
+
+def test_switching_to_wal_waits_for_a_reader_instead_of_refusing_the_file(
+    tmp_path: Path,
+) -> None:
+    """Found in CI: two gateways opening a new file together, one was refused with
+    "database is locked": SQLite refuses the switch to WAL at once (no busy wait) while
+    another connection is inside a transaction."""
+    path = tmp_path / "t.db"
+    run(GatewayConfig(db_path=path, duration=1.0), virtual_time=True)
+    execute(path, "PRAGMA journal_mode=DELETE")  # as a file whose first run is still going
+    reader = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
+    reader.execute("BEGIN")
+    reader.execute("SELECT COUNT(*) FROM readings").fetchone()  # holds a shared lock
+    release = threading.Timer(0.3, reader.execute, args=("COMMIT",))
+    release.start()
+    conn = sqlite3.connect(path, isolation_level=None)
+    try:
+        db_module._use_wal(conn)
+        assert conn.execute("PRAGMA journal_mode").fetchone() == ("wal",)
+    finally:
+        release.join()
+        reader.close()
+        conn.close()
