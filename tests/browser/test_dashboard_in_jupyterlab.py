@@ -112,6 +112,7 @@ def lab(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Lab]:
     env = {
         **os.environ,
         "TELEMETRY_LAB_FAST": "0",  # the full-length dashboard demo: time to use it
+        "PYTHONFAULTHANDLER": "1",  # a kernel that crashes prints its threads' stacks
         "JUPYTER_CONFIG_DIR": str(tmp_path / "config"),
         "JUPYTER_RUNTIME_DIR": str(tmp_path / "runtime"),
         "JUPYTERLAB_SETTINGS_DIR": str(tmp_path / "settings"),
@@ -201,6 +202,10 @@ class Notebook:
                 (ARTIFACTS / f"{scenario}-failure.html").write_text(
                     page.content(), encoding="utf-8"
                 )
+                # The server's log says whether the kernel died (pytest shows it on failure).
+                server_log = lab.root.parent / "jupyter.log"
+                text = server_log.read_text(errors="replace") if server_log.exists() else ""
+                print(f"--- the end of {server_log} ---\n{text[-6000:]}")
                 raise
             finally:
                 browser.close()
