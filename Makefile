@@ -3,7 +3,8 @@
 #                found (each in its own venv under .venvs/; CI=true requires 3.11-3.13)
 #   make pytest-here   pytest in .venv only (PYTEST_ARGS="-x tests/test_mpsc.py" to narrow)
 #   make demo    run the demo
-#   make bench   run the benchmarks (same-run ratios)
+#   make bench   run the benchmarks (same-run ratios); installs the `bench` extra (the peer
+#                libraries aiochannel, anyio, frequenz-channels) into .venv first
 #   make stress  end 150 runs with real signals and cancellations, writes in flight
 #   make lab     open the workshop notebooks in JupyterLab (ARGS="--no-browser --port 8888")
 
@@ -11,6 +12,7 @@ PYTHON ?= python3
 VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
+BENCH_STAMP := $(VENV)/.installed-bench
 
 .PHONY: test lint typecheck pytest pytest-here demo bench stress lab clean
 
@@ -20,6 +22,11 @@ $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
 	$(BIN)/python -m pip install --quiet -e '.[test]'
+	@touch $@
+
+# The peers bench/primitives.py compares against; only `make bench` needs them.
+$(BENCH_STAMP): $(STAMP) pyproject.toml
+	$(BIN)/python -m pip install --quiet -e '.[bench]'
 	@touch $@
 
 test: lint typecheck pytest
@@ -40,7 +47,7 @@ pytest-here: $(STAMP)
 demo: $(STAMP)
 	$(BIN)/python -m telemetry_lab
 
-bench: $(STAMP)
+bench: $(BENCH_STAMP)
 	$(BIN)/python bench/primitives.py
 	$(BIN)/python bench/gateway.py
 	$(BIN)/python bench/faults.py

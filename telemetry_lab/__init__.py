@@ -1,15 +1,17 @@
 """telemetry_lab: learn asyncio's concurrency primitives by building an async telemetry gateway.
 
 The primitives (`channel`, `broadcast`, `watch`, `Notify`, `JoinSet`, `select`) live in
-`telemetry_lab.primitives`; the gateway's API (`GatewayConfig`, `run_gateway`, `start`,
-`run`, `Report`) in `telemetry_lab.gateway`, `.config` and `.models`; the error vocabulary
-in `telemetry_lab.errors`. All are re-exported here.
+`telemetry_lab.primitives`; the gateway's API (`GatewayConfig`, `Gateway`, `run_gateway`,
+`start`, `run`, `Report`) in `telemetry_lab.config`, `.gateway`, `.entry` and `.models`
+(the entry points are importable from `.gateway` too); the error vocabulary in
+`telemetry_lab.errors`. All are re-exported here.
 """
 
 import logging
 
 from telemetry_lab.config import LIVE_KNOBS, GatewayConfig, Knobs
 from telemetry_lab.dashboard import Dashboard
+from telemetry_lab.entry import run, run_gateway, start
 from telemetry_lab.errors import (
     ChannelClosed,
     ChannelEmpty,
@@ -25,7 +27,7 @@ from telemetry_lab.errors import (
     TransientStorageError,
     UnusableDatabase,
 )
-from telemetry_lab.gateway import Gateway, GatewayPhase, GatewayStatistics, run, run_gateway, start
+from telemetry_lab.gateway import Gateway, GatewayPhase, GatewayStatistics
 from telemetry_lab.live_log import compact_log
 from telemetry_lab.models import ClientSummary, Reading, Report, StateUpdate, SystemState
 from telemetry_lab.primitives import (
@@ -41,6 +43,7 @@ from telemetry_lab.primitives import (
     Notify,
     NotifyStatistics,
     Receiver,
+    Selectable,
     Selected,
     Sender,
     WatchReceiver,
@@ -96,6 +99,7 @@ __all__ = [
     "Reading",
     "Receiver",
     "Report",
+    "Selectable",
     "Selected",
     "Sender",
     "StateUpdate",

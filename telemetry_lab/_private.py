@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Callable
 from typing import Any
 
-__all__ = ["wait_to_the_end"]
+__all__ = ["call_in_loop", "wait_to_the_end"]
 
 
 async def wait_to_the_end(future: asyncio.Future[Any]) -> None:
@@ -25,3 +26,24 @@ async def wait_to_the_end(future: asyncio.Future[Any]) -> None:
             cancelled = cancelled or exc
     if cancelled is not None:
         raise cancelled
+
+
+def call_in_loop(
+    loop: asyncio.AbstractEventLoop | None, func: Callable[..., None], *args: object
+) -> None:
+    """Call `func(*args)` in `loop`: now if it is this thread's running loop, else soon.
+
+    With no loop (or a closed one) nothing waits and nothing needs waking: call it now.
+    Safe from any thread.
+    """
+    if loop is None or loop.is_closed():
+        func(*args)
+        return
+    try:
+        running: asyncio.AbstractEventLoop | None = asyncio.get_running_loop()
+    except RuntimeError:
+        running = None
+    if running is loop:
+        func(*args)
+    else:
+        loop.call_soon_threadsafe(func, *args)

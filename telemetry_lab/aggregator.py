@@ -19,9 +19,9 @@ from collections import deque
 from dataclasses import dataclass
 
 from telemetry_lab.errors import NoReceivers
-from telemetry_lab.faults import validate_reading
 from telemetry_lab.models import Reading, StateUpdate, SystemState
 from telemetry_lab.primitives import BroadcastSender, Receiver, Sender, WatchSender
+from telemetry_lab.validation import validate_reading
 
 __all__ = ["RECENT", "Aggregator", "AggregatorStatistics"]
 

@@ -16,7 +16,7 @@ import asyncio
 import logging
 from dataclasses import dataclass
 
-from telemetry_lab.config import Knobs
+from telemetry_lab.config import KnobsReader, fixed_knobs
 from telemetry_lab.errors import ChannelClosed, Lagged
 from telemetry_lab.models import ClientSummary, StateUpdate
 from telemetry_lab.primitives import BroadcastReceiver, WatchReceiver
@@ -49,20 +49,30 @@ class Client:
 
     A client is not a durable consumer: what it misses while lagging is gone for it (the
     database has every reading).
+
+    Args:
+        client_id: the 1-based client number.
+        rx: its broadcast receiver, owned (and closed) by the client.
+        delay: seconds spent per update, for a client run on its own (without `knobs`).
+        knobs: where its live delay (`client_delays`) is read (a gateway's knobs).
+        deadline: the drain's deadline (loop time), once the gateway has set it.
     """
 
     def __init__(
         self,
         client_id: int,
         rx: BroadcastReceiver[StateUpdate],
-        delay: float = 0.0,
-        knobs: WatchReceiver[Knobs] | None = None,
+        delay: float | None = None,
+        knobs: KnobsReader | None = None,
         deadline: WatchReceiver[float | None] | None = None,
     ) -> None:
+        if knobs is None:
+            knobs = fixed_knobs(client_delays=(0.0,) * (client_id - 1) + (delay or 0.0,))
+        elif delay is not None:
+            raise TypeError("pass either knobs or a fixed delay")
         self.client_id = client_id
         self._rx = rx
-        self._delay = delay
-        self._knobs = knobs  # a live delay, when a gateway lets it be turned
+        self._knobs = knobs
         self._deadline = deadline  # loop time by which the drain must be over, once set
         self._received = 0
         self._lagged = 0
@@ -93,10 +103,9 @@ class Client:
                             self._skipped,
                         )
                     return
-                if self._knobs is not None:
-                    self._delay = self._knobs.borrow().client_delay(self.client_id)
+                delay = self._knobs().client_delay(self.client_id)  # the latest value
                 deadline = self._deadline.borrow() if self._deadline is not None else None
-                if deadline is not None and loop.time() + self._delay > deadline:
+                if deadline is not None and loop.time() + delay > deadline:
                     self._skipped += 1  # draining, and out of time for this one
                     self._lagged += 1
                     continue
@@ -108,8 +117,8 @@ class Client:
                         update.devices_active,
                         update.avg_temperature,
                     )
-                if self._delay:
-                    await asyncio.sleep(self._delay)  # a slow client: it will lag
+                if delay:
+                    await asyncio.sleep(delay)  # a slow client: it will lag
 
     def summary(self) -> ClientSummary:
         """Return what this client saw, for the report."""

@@ -16,9 +16,10 @@ from __future__ import annotations
 
 import math
 import os
+from collections.abc import Callable
 from dataclasses import dataclass, fields, replace
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeAlias
 
 __all__ = [
     "LIVE_KNOBS",
@@ -26,6 +27,8 @@ __all__ = [
     "VIRTUAL_WORK_LIMIT",
     "GatewayConfig",
     "Knobs",
+    "KnobsReader",
+    "fixed_knobs",
 ]
 
 VIRTUAL_WORK_LIMIT = 25_000_000
@@ -272,8 +275,10 @@ class GatewayConfig:
 class Knobs:
     """The pacing and fault knobs that can be turned while a gateway runs.
 
-    The gateway publishes them through a watch channel: each component reads the latest
-    value when it next needs it, so turning a knob never blocks and never queues up.
+    The gateway publishes them through a watch channel, the one source of every live value:
+    each stage reads the latest `Knobs` (through a `KnobsReader`) when it next needs it, so
+    turning a knob never blocks and never queues up. A new knob is a field here, a field of
+    `GatewayConfig` (with its validation), and a read in the one stage that uses it.
     """
 
     device_interval: float
@@ -299,13 +304,39 @@ class Knobs:
         index = client_id - 1
         return self.client_delays[index] if 0 <= index < len(self.client_delays) else 0.0
 
+    def changed(self, config: GatewayConfig, **changes: object) -> Knobs:
+        """Return these knobs with `changes`, validated exactly as `GatewayConfig` does.
 
-LIVE_KNOBS: tuple[str, ...] = (
-    "device_interval",
-    "storage_latency",
-    "storage_failure_rate",
-    "malformed_rate",
-    "device_crash_rate",
-    "client_delays",
-)
-"""The `GatewayConfig` fields that `Gateway.adjust()` can change while the gateway runs."""
+        Raises:
+            ValueError: a field that is not a live knob, or an invalid value.
+        """
+        fixed = sorted(set(changes) - set(LIVE_KNOBS))
+        if fixed:
+            raise ValueError(
+                f"{', '.join(fixed)} cannot be changed while running; "
+                f"live knobs are: {', '.join(LIVE_KNOBS)}"
+            )
+        current = {name: getattr(self, name) for name in LIVE_KNOBS}
+        return Knobs.from_config(config.replace(**{**current, **changes}))
+
+
+LIVE_KNOBS: tuple[str, ...] = tuple(f.name for f in fields(Knobs))
+"""The `GatewayConfig` fields that `Gateway.adjust()` can change while the gateway runs
+(the fields of `Knobs`, in order)."""
+
+
+KnobsReader: TypeAlias = Callable[[], Knobs]
+"""Where a pipeline stage reads its live knobs: call it for the current values.
+
+Inside a gateway every stage gets the same reader, the knobs watch's `borrow`; a stage run
+on its own gets `fixed_knobs(...)`.
+"""
+
+
+def fixed_knobs(**values: Any) -> KnobsReader:
+    """Return a reader of knobs that never change: the defaults, with `values` changed.
+
+    For a stage run on its own, outside a gateway (the values are not validated).
+    """
+    knobs = replace(Knobs.from_config(GatewayConfig()), **values)
+    return lambda: knobs

@@ -6,9 +6,10 @@ When the channel is full the send waits: that wait *is* backpressure, and it is 
 It stops when the shutdown watch turns True, and closes its sender so the aggregator can
 tell when every device is done.
 
-Two fault knobs live here: `malformed_rate` garbles a reading (the aggregator must reject
-it) and `crash_rate` makes the device task raise `DeviceCrashed` (its supervisor restarts
-it; the sequence numbers carry on, so no `(device_id, seq)` is ever reused).
+Three live knobs are read here, before every reading: `device_interval` paces it,
+`malformed_rate` garbles a reading (the aggregator must reject it) and `device_crash_rate`
+makes the device task raise `DeviceCrashed` (its supervisor, `telemetry_lab.supervisor`,
+restarts it; the sequence numbers carry on, so no `(device_id, seq)` is ever reused).
 """
 
 from __future__ import annotations
@@ -18,7 +19,7 @@ import logging
 import random
 from dataclasses import dataclass
 
-from telemetry_lab.config import Knobs
+from telemetry_lab.config import KnobsReader, fixed_knobs
 from telemetry_lab.errors import DeviceCrashed
 from telemetry_lab.faults import malform
 from telemetry_lab.metrics import MeteredSemaphore
@@ -53,6 +54,17 @@ class Device:
 
     A device is not restartable by re-creating it: its sequence numbers continue across
     calls to `run()`, so a supervisor that restarts it never reuses a `(device_id, seq)`.
+
+    Args:
+        device_id: the 1-based device number.
+        seed: the run's seed (each device derives its own generator from it).
+        tx: the telemetry channel's sender, owned (and closed) by the device.
+        bandwidth: the semaphore every send holds.
+        shutdown: turns True when the device must stop; owned by the device.
+        knobs: where the live `device_interval`, `malformed_rate` and `device_crash_rate`
+            are read (a gateway's knobs).
+        interval, malformed_rate, crash_rate: fixed values instead, for a device run on
+            its own (without `knobs`).
     """
 
     def __init__(
@@ -60,23 +72,29 @@ class Device:
         device_id: int,
         *,
         seed: int,
-        interval: float,
         tx: Sender[Reading],
         bandwidth: MeteredSemaphore,
         shutdown: WatchReceiver[bool],
-        malformed_rate: float = 0.0,
-        crash_rate: float = 0.0,
-        knobs: WatchReceiver[Knobs] | None = None,
+        knobs: KnobsReader | None = None,
+        interval: float | None = None,
+        malformed_rate: float | None = None,
+        crash_rate: float | None = None,
     ) -> None:
+        if knobs is None:
+            fixed = {
+                "device_interval": interval,
+                "malformed_rate": malformed_rate,
+                "device_crash_rate": crash_rate,
+            }
+            knobs = fixed_knobs(**{k: v for k, v in fixed.items() if v is not None})
+        elif (interval, malformed_rate, crash_rate) != (None, None, None):
+            raise TypeError("pass either knobs or fixed interval/malformed_rate/crash_rate")
         self.device_id = device_id
         self._rng = random.Random(f"{seed}:device:{device_id}")
-        self._interval = interval
         self._tx = tx
         self._bandwidth = bandwidth
         self._shutdown = shutdown
-        self._malformed_rate = malformed_rate
-        self._crash_rate = crash_rate
-        self._knobs = knobs  # live values, when a gateway lets them be turned
+        self._knobs = knobs
         self._seq = 0
         self._sent = 0
         self._malformed = 0
@@ -120,17 +138,13 @@ class Device:
         verbose = log.isEnabledFor(logging.INFO)
         rng = self._rng
         while True:
-            if self._knobs is not None:
-                knobs = self._knobs.borrow()
-                self._interval = knobs.device_interval
-                self._malformed_rate = knobs.malformed_rate
-                self._crash_rate = knobs.device_crash_rate
-            if await self.wait_or_shutdown(self._interval * rng.uniform(0.5, 1.5)):
+            knobs = self._knobs()  # the latest values: they may be turned while it runs
+            if await self.wait_or_shutdown(knobs.device_interval * rng.uniform(0.5, 1.5)):
                 return
-            if self._crash_rate and rng.random() < self._crash_rate:
+            if knobs.device_crash_rate and rng.random() < knobs.device_crash_rate:
                 raise DeviceCrashed(f"device {self.device_id} crashed (simulated)")
             reading = self.next_reading(loop.time() - origin)
-            if self._malformed_rate and rng.random() < self._malformed_rate:
+            if knobs.malformed_rate and rng.random() < knobs.malformed_rate:
                 reading = malform(reading, rng)
                 self._malformed += 1
             async with bandwidth:
@@ -148,8 +162,6 @@ class Device:
         """Close the device's sender and shutdown receiver (idempotent)."""
         self._tx.close()
         self._shutdown.close()
-        if self._knobs is not None:
-            self._knobs.close()
 
     def statistics(self) -> DeviceStatistics:
         """Return a snapshot of this device."""

@@ -2,7 +2,8 @@
 
 Every fault is driven by a seeded `random.Random` and the loop's clock, so a faulty run is
 as reproducible as a healthy one. The knobs are `GatewayConfig` fields; this module holds
-the decisions they drive.
+the decisions they drive. (Which readings are valid is a business rule, not a fault: see
+`telemetry_lab.validation`.)
 """
 
 from __future__ import annotations
@@ -12,22 +13,15 @@ import random
 from dataclasses import dataclass
 from typing import Any, Literal
 
+from telemetry_lab.config import KnobsReader, fixed_knobs
 from telemetry_lab.models import Reading
 
 __all__ = [
-    "ID_RANGE",
     "MALFORMATIONS",
-    "SEQ_RANGE",
     "StorageFault",
     "StorageFaults",
     "malform",
-    "validate_reading",
 ]
-
-TEMPERATURE_RANGE = (-50.0, 100.0)
-"""Physically plausible air temperatures (°C) for this gateway; outside is rejected."""
-HUMIDITY_RANGE = (0.0, 100.0)
-"""Relative humidity is a percentage."""
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -45,26 +39,39 @@ class StorageFaults:
 
     Not a network simulator: it fails a whole attempt, before the rows are written (a
     refused connection) or after they are committed (a lost acknowledgement, which is what
-    makes idempotent inserts necessary).
+    makes idempotent inserts necessary). The failure rate is a live knob: it is read from
+    `knobs` at every attempt, never written into this object.
+
+    Args:
+        failure_rate: the probability of a transient failure, when no `knobs` are given.
+        outage: `(start, end)` seconds into the run during which every attempt fails.
+        rng: the source of every random choice.
+        knobs: where the live `storage_failure_rate` is read (a gateway's knobs).
     """
 
     def __init__(
         self,
         *,
-        failure_rate: float,
+        failure_rate: float = 0.0,
         outage: tuple[float, float] | None,
         rng: random.Random,
+        knobs: KnobsReader | None = None,
     ) -> None:
-        self.failure_rate = failure_rate
-        """The probability of a transient failure; may be changed between attempts."""
+        self._knobs = knobs or fixed_knobs(storage_failure_rate=failure_rate)
         self._outage = outage
         self._rng = rng
+
+    @property
+    def failure_rate(self) -> float:
+        """The probability of a transient failure now (the live knob)."""
+        return self._knobs().storage_failure_rate
 
     def check(self, t: float) -> StorageFault | None:
         """Return the fault for an attempt `t` seconds into the run, or None."""
         if self._outage is not None and self._outage[0] <= t < self._outage[1]:
             return StorageFault(when="before", reason="storage outage")
-        if self.failure_rate and self._rng.random() < self.failure_rate:
+        rate = self.failure_rate
+        if rate and self._rng.random() < rate:
             if self._rng.random() < 0.5:
                 return StorageFault(when="after", reason="write acknowledgement lost")
             return StorageFault(when="before", reason="transient write failure")
@@ -94,52 +101,3 @@ def malform(reading: Reading, rng: random.Random) -> Reading:
         field: value,
     }
     return Reading(**values)
-
-
-ID_RANGE = (1, 2**63 - 1)
-"""Device ids: positive, and within SQLite's 64-bit INTEGER."""
-SEQ_RANGE = (0, 2**63 - 1)
-"""Sequence numbers: from 0, within SQLite's 64-bit INTEGER."""
-
-
-def _integer_problem(name: str, value: object, low: int, high: int) -> str | None:
-    if isinstance(value, bool) or not isinstance(value, int):
-        return f"{name}_wrong_type"
-    if not low <= value <= high:
-        return f"{name}_out_of_range"
-    return None
-
-
-def _number_problem(name: str, value: object, low: float, high: float) -> str | None:
-    if isinstance(value, bool) or not isinstance(value, int | float):
-        return f"{name}_wrong_type"
-    try:
-        number = float(value)
-    except OverflowError:
-        return f"{name}_out_of_range"
-    if math.isnan(number):
-        return f"{name}_nan"
-    if math.isinf(number):
-        return f"{name}_infinite"
-    if not low <= number <= high:
-        return f"{name}_out_of_range"
-    return None
-
-
-def validate_reading(reading: object) -> str | None:
-    """Return why `reading` must be rejected (e.g. "temperature_nan"), or None if valid.
-
-    Every field is checked, in order: `device_id` and `seq` are integers within SQLite's
-    64-bit range (`device_id` from 1, `seq` from 0), `ts` a finite number of seconds from 0,
-    `temperature` and `humidity` finite and physically possible. The reason is
-    `<field>_{wrong_type,nan,infinite,out_of_range}`, or `not_a_reading`.
-    """
-    if not isinstance(reading, Reading):
-        return "not_a_reading"
-    return (
-        _integer_problem("device_id", reading.device_id, *ID_RANGE)
-        or _integer_problem("seq", reading.seq, *SEQ_RANGE)
-        or _number_problem("ts", reading.ts, 0.0, math.inf)
-        or _number_problem("temperature", reading.temperature, *TEMPERATURE_RANGE)
-        or _number_problem("humidity", reading.humidity, *HUMIDITY_RANGE)
-    )

@@ -55,7 +55,7 @@ import threading
 from collections.abc import Callable, Mapping
 from typing import Any, TypeVar, TypeVarTuple, Unpack
 
-__all__ = ["VirtualTimeEventLoop"]
+__all__ = ["VirtualTimeEventLoop", "on_virtual_clock"]
 
 T = TypeVar("T")
 Ts = TypeVarTuple("Ts")
@@ -223,3 +223,11 @@ class VirtualTimeEventLoop(asyncio.SelectorEventLoop):
             f"<VirtualTimeEventLoop time={self._now:.6f} threads={self._threads_in_flight} "
             f"running={self.is_running()} closed={self.is_closed()}>"
         )
+
+
+def on_virtual_clock() -> bool:
+    """Return whether the running loop (if any) is a `VirtualTimeEventLoop`."""
+    try:
+        return isinstance(asyncio.get_running_loop(), VirtualTimeEventLoop)
+    except RuntimeError:
+        return False

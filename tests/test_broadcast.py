@@ -994,6 +994,7 @@ def test_statistics_fields_and_frozen() -> None:
         "tasks_waiting_receive",
         "total_sent",
         "total_lagged",
+        "name",  # given at creation (None here)
     ]
     assert [f.name for f in dataclasses.fields(BroadcastReceiverStatistics)] == [
         "current_pending",

@@ -274,7 +274,7 @@ def test_the_gateway_checks_the_file_against_its_own_count(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """If the file disagrees with the count (here: a bug made to count wrong), it says so."""
-    from telemetry_lab import storage
+    from telemetry_lab.storage import sql as storage  # where insert_batch is looked up
 
     real = storage.insert_batch
     monkeypatch.setattr(storage, "insert_batch", lambda conn, rows: real(conn, rows) + 1)

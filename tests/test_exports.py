@@ -10,6 +10,7 @@ import pytest
 
 import telemetry_lab
 import telemetry_lab.primitives
+import telemetry_lab.storage
 
 
 def isort_style(name: str) -> tuple[int, str]:
@@ -19,7 +20,7 @@ def isort_style(name: str) -> tuple[int, str]:
 
 def public_modules() -> list[ModuleType]:
     modules = []
-    for package in (telemetry_lab, telemetry_lab.primitives):
+    for package in (telemetry_lab, telemetry_lab.primitives, telemetry_lab.storage):
         modules.append(package)
         for info in pkgutil.iter_modules(package.__path__, package.__name__ + "."):
             if not info.name.rsplit(".", 1)[-1].startswith("_") and not info.ispkg:

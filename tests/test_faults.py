@@ -29,16 +29,9 @@ from telemetry_lab import (
     VirtualTimeEventLoop,
     run,
 )
-from telemetry_lab.faults import (
-    HUMIDITY_RANGE,
-    MALFORMATIONS,
-    TEMPERATURE_RANGE,
-    StorageFault,
-    StorageFaults,
-    malform,
-    validate_reading,
-)
+from telemetry_lab.faults import MALFORMATIONS, StorageFault, StorageFaults, malform
 from telemetry_lab.storage import ConnectionPool, RetryPolicy, dead_letter_batch, write_attempt
+from telemetry_lab.validation import HUMIDITY_RANGE, TEMPERATURE_RANGE, validate_reading
 
 REASONS = {
     f"{field}_{suffix}"

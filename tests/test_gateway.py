@@ -377,7 +377,7 @@ def test_a_third_cancel_while_a_write_is_in_flight_closes_nothing_under_it(
 ) -> None:
     """Cancelling three times while a batch write runs in its thread used to segfault:
     the connection was closed under the write. Every thread now finishes first."""
-    from telemetry_lab import storage
+    from telemetry_lab.storage import sql as storage  # where insert_batch is looked up
 
     writing = threading.Event()
     release = threading.Event()

@@ -668,6 +668,7 @@ async def test_statistics() -> None:
         "tasks_waiting_join",
         "total_spawned",
         "total_joined",
+        "name",  # given at creation (None here)
     ]
 
 

@@ -841,6 +841,7 @@ async def test_statistics_snapshot_fields_and_frozen() -> None:
         "total_received",
         "total_blocked_sends",
         "total_send_wait",
+        "name",  # given at creation (None here)
     ]
     tx2 = tx.clone()
     tx.try_send(1)

@@ -498,6 +498,7 @@ async def test_statistics() -> None:
         "tasks_waiting",
         "total_notify_one",
         "total_notify_waiters",
+        "name",  # given at creation (None here)
     ]
     n = Notify()
     first = n.statistics()

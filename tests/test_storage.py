@@ -21,12 +21,12 @@ from typing import Any
 import pytest
 from support import vrun
 
-from telemetry_lab import storage
 from telemetry_lab.errors import ChannelClosed
 from telemetry_lab.metrics import SemaphoreStatistics
 from telemetry_lab.models import Reading
 from telemetry_lab.primitives import Receiver, Sender, channel
 from telemetry_lab.storage import ConnectionPool, StorageStatistics, StorageWriter, insert_batch
+from telemetry_lab.storage import sql as storage  # where the writer looks insert_batch up
 
 
 def reading(device_id: int, seq: int, ts: float = 0.0) -> Reading:

@@ -868,6 +868,7 @@ async def test_statistics() -> None:
         "current_receivers",
         "open_send_handles",
         "tasks_waiting_changed",
+        "name",  # given at creation (None here)
     ]
     tx, rx = watch("a")
     assert tx.statistics() == WatchStatistics(

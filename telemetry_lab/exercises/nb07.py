@@ -14,9 +14,10 @@ import asyncio
 from collections.abc import Awaitable, Callable
 from typing import Any, TypeVar
 
-from telemetry_lab.errors import ChannelClosed, ChannelEmpty
+from telemetry_lab.errors import ChannelClosed
 from telemetry_lab.exercises._check import exercise, reject, surface
 from telemetry_lab.primitives import Receiver, Selected, Sender, channel
+from telemetry_lab.primitives.waiting import PENDING, Pending
 
 __all__ = ["Spinning", "check_exercise_1", "check_exercise_2"]
 
@@ -36,7 +37,7 @@ class Spinning(BaseException):
 
 
 class _WatchedReceiver(Receiver[T]):
-    """A receiver that counts failed `try_recv` calls between two steps of the event loop."""
+    """A receiver that counts failed receives between two steps of the event loop."""
 
     __slots__ = ("_failed", "_reset_pending")
 
@@ -49,17 +50,24 @@ class _WatchedReceiver(Receiver[T]):
         self._failed = 0
         self._reset_pending = False
 
-    def try_recv(self) -> T:
+    def _poll(self) -> T | Pending:
+        # Every non-waiting receive goes through here: try_recv(), recv() and select's branch.
         try:
-            return super().try_recv()
-        except (ChannelClosed, ChannelEmpty):
-            self._failed += 1
-            if self._failed > SPIN_LIMIT:
-                raise Spinning(f"{SPIN_LIMIT} failed receives without yielding") from None
-            if not self._reset_pending:  # runs at the next loop step, if there is one
-                self._reset_pending = True
-                asyncio.get_running_loop().call_soon(self._reset)
+            value = super()._poll()
+        except ChannelClosed:
+            self._failed_once()
             raise
+        if value is PENDING:
+            self._failed_once()
+        return value
+
+    def _failed_once(self) -> None:
+        self._failed += 1
+        if self._failed > SPIN_LIMIT:
+            raise Spinning(f"{SPIN_LIMIT} failed receives without yielding")
+        if not self._reset_pending:  # runs at the next loop step, if there is one
+            self._reset_pending = True
+            asyncio.get_running_loop().call_soon(self._reset)
 
 
 def watched(capacity: int) -> tuple[Sender[str], Receiver[str]]:

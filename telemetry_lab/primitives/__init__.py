@@ -22,6 +22,7 @@ from telemetry_lab.primitives.mpsc import ChannelStatistics, Receiver, Sender, c
 from telemetry_lab.primitives.notify import Notified, Notify, NotifyStatistics
 from telemetry_lab.primitives.select import (
     Branch,
+    Selectable,
     Selected,
     on_changed,
     on_deadline,
@@ -47,6 +48,7 @@ __all__ = [
     "Notify",
     "NotifyStatistics",
     "Receiver",
+    "Selectable",
     "Selected",
     "Sender",
     "WatchReceiver",

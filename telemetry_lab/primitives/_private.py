@@ -1,8 +1,6 @@
-"""Share the waiter bookkeeping that every primitive needs.
+"""Share the helpers every primitive needs: loop binding, closing, names, unclosed warnings.
 
-Waiters are futures created at wait time from the running loop (so primitives can be built
-outside a loop, in one notebook cell, and awaited in another). A waker never resolves a
-future that is already done (cancelled), and a waiter removes itself in `finally`.
+Waiting itself lives in `waiting.py` (the waiting core).
 
 A primitive is *bound* to the loop of its first waiter, as asyncio's own `Queue` and `Lock`
 are (`asyncio.mixins._LoopBoundMixin`): its waiters' futures belong to that loop, and
@@ -15,19 +13,11 @@ may be bound again (one notebook, several `asyncio.run()` calls in a script).
 from __future__ import annotations
 
 import asyncio
-import contextlib
-from collections import deque
+import warnings
 from types import TracebackType
-from typing import Any, Self
+from typing import Self
 
-__all__ = [
-    "ClosingHandle",
-    "LoopBinding",
-    "remove_waiter",
-    "wake_all",
-    "wake_first",
-    "wake_future",
-]
+__all__ = ["ClosingHandle", "LoopBinding", "check_name", "warn_unclosed"]
 
 
 class LoopBinding:
@@ -82,51 +72,58 @@ class LoopBinding:
         )
 
 
-def wake_future(fut: asyncio.Future[Any], result: Any = None) -> bool:
-    """Resolve `fut` unless it is already done; return whether it was woken."""
-    if fut.done():
-        return False
-    fut.set_result(result)
-    return True
+def check_name(name: object) -> str | None:
+    """Return a primitive's `name=` argument, refusing what is not a non-empty string."""
+    if name is None:
+        return None
+    if not isinstance(name, str):
+        raise TypeError(f"name must be a str or None, got {name!r}")
+    if not name.strip():
+        raise ValueError(f"name must not be empty, got {name!r}")
+    return name
 
 
-def wake_first(waiters: deque[asyncio.Future[Any]], result: Any = None) -> bool:
-    """Pop waiters in FIFO order until one can be woken; return whether one was."""
-    while waiters:
-        fut = waiters.popleft()
-        if not fut.done():
-            fut.set_result(result)
-            return True
-    return False
+def warn_unclosed(handle: object, consequence: str) -> None:
+    """Warn that `handle` is being garbage-collected without `close()` (as AnyIO does).
 
-
-def wake_all(waiters: deque[asyncio.Future[Any]] | list[asyncio.Future[Any]]) -> None:
-    """Wake every pending waiter and forget them all."""
-    for fut in waiters:
-        if not fut.done():
-            fut.set_result(None)
-    waiters.clear()
-
-
-def remove_waiter(
-    waiters: deque[asyncio.Future[Any]] | list[asyncio.Future[Any]], fut: asyncio.Future[Any]
-) -> None:
-    """Forget `fut` if it is still queued (a waker may already have popped it)."""
-    with contextlib.suppress(ValueError):
-        waiters.remove(fut)
+    Called from `__del__`, only when it matters (values left unread, a task left waiting).
+    `ResourceWarning` is hidden by default; `python -X dev` or `-W default` shows it.
+    """
+    warnings.warn(
+        f"{type(handle).__name__} was garbage-collected without close(): {consequence}; "
+        "close handles (or use `with`) when done with them",
+        ResourceWarning,
+        stacklevel=2,
+        source=handle,
+    )
 
 
 class ClosingHandle:
     """Mixin: `with handle:` and `async with handle:` close the handle on exit.
 
     Closing a handle is the Python stand-in for Rust's drop; `close()` is synchronous and
-    idempotent, so both context-manager forms simply call it.
+    idempotent, so both context-manager forms simply call it. A handle garbage-collected
+    unclosed while tasks still wait for it (they would wait forever) raises a
+    `ResourceWarning`, as AnyIO's streams do; a handle that merely leaves values unread is
+    not reported (they go with the channel, nobody waits).
     """
 
     __slots__ = ()
 
     def close(self) -> None:
         raise NotImplementedError
+
+    def _left_waiting(self) -> str | None:
+        """What goes wrong if this handle disappears unclosed now (tasks left waiting)."""
+        return None
+
+    def __del__(self) -> None:
+        try:
+            consequence = self._left_waiting()
+        except AttributeError:  # never fully built
+            return
+        if consequence is not None:
+            warn_unclosed(self, consequence)
 
     def __enter__(self) -> Self:
         return self

@@ -13,12 +13,16 @@ subscriber.
 
 from __future__ import annotations
 
-import asyncio
 from dataclasses import dataclass
 from typing import Any, Generic, TypeVar
 
 from telemetry_lab.errors import ChannelClosed, ChannelEmpty, Lagged, NoReceivers
-from telemetry_lab.primitives._private import ClosingHandle, LoopBinding, remove_waiter, wake_all
+from telemetry_lab.primitives._private import (
+    ClosingHandle,
+    LoopBinding,
+    check_name,
+)
+from telemetry_lab.primitives.waiting import PENDING, Pending, QueueSelectable, WaitQueue
 
 __all__ = [
     "BroadcastReceiver",
@@ -55,6 +59,8 @@ class BroadcastStatistics:
     """Values ever sent (each counted once, however many receivers saw it)."""
     total_lagged: int
     """Values ever skipped by lagging receivers, summed over receivers."""
+    name: str | None = None
+    """The name given to `broadcast()`, or None."""
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -83,28 +89,33 @@ class _BroadcastState(Generic[T]):
     __slots__ = (
         "binding",
         "capacity",
-        "closed_waiters",
+        "closed_queue",
+        "name",
         "open_senders",
         "queued",
         "receivers",
-        "recv_waiters",
+        "recv_queue",
         "remaining",
         "slots",
         "tail",
         "total_lagged",
     )
 
-    def __init__(self, capacity: int) -> None:
+    def __init__(self, capacity: int, name: str | None) -> None:
         self.capacity = capacity
-        self.binding = LoopBinding("broadcast channel")
+        self.name = name
+        self.binding = LoopBinding(
+            "broadcast channel" if name is None else f"broadcast channel {name!r}"
+        )
         self.slots: list[T] = [_EMPTY] * capacity
         self.remaining: list[int] = [0] * capacity
         self.tail = 0
         self.queued = 0
         self.receivers = 0
         self.open_senders = 0
-        self.recv_waiters: list[asyncio.Future[Any]] = []
-        self.closed_waiters: list[asyncio.Future[Any]] = []
+        # Every waiter is woken by a send, so a wake-up is never passed on.
+        self.recv_queue = WaitQueue(self.binding, self, "recv", on_abandoned=_nothing)
+        self.closed_queue = WaitQueue(self.binding, self, "closed", on_abandoned=_nothing)
         self.total_lagged = 0
 
     def release_range(self, start: int) -> None:
@@ -117,16 +128,32 @@ class _BroadcastState(Generic[T]):
                 self.slots[slot] = _EMPTY
                 self.queued -= 1
 
+    def describe(self) -> str:
+        name = "broadcast" if self.name is None else f"broadcast {self.name!r}"
+        closed = ", closed" if self.open_senders == 0 else ""
+        return (
+            f"{name} ({self.queued}/{self.capacity} retained, {self.receivers} receivers{closed})"
+        )
+
     def statistics(self) -> BroadcastStatistics:
         return BroadcastStatistics(
             max_buffer_size=self.capacity,
             current_buffer_used=self.queued,
             current_receivers=self.receivers,
             open_send_handles=self.open_senders,
-            tasks_waiting_receive=sum(not f.done() for f in self.recv_waiters),
+            tasks_waiting_receive=self.recv_queue.tasks_waiting,
             total_sent=self.tail,
             total_lagged=self.total_lagged,
+            name=self.name,
         )
+
+
+def _nothing(wake: object) -> None:
+    """A wake-up nobody else needs (every waiter was woken at once)."""
+
+
+def _named(state: _BroadcastState[Any]) -> str:
+    return "" if state.name is None else f" name={state.name!r}"
 
 
 class BroadcastSender(ClosingHandle, Generic[T]):
@@ -161,7 +188,8 @@ class BroadcastSender(ClosingHandle, Generic[T]):
         receivers = st.receivers
         if receivers == 0:
             raise NoReceivers(value=value)
-        if st.recv_waiters:
+        queue = st.recv_queue
+        if queue:
             st.binding.check()  # before the value is stored: a misuse sends nothing
         slot = st.tail % st.capacity
         if st.remaining[slot] == 0:
@@ -169,8 +197,8 @@ class BroadcastSender(ClosingHandle, Generic[T]):
         st.slots[slot] = value
         st.remaining[slot] = receivers
         st.tail += 1
-        if st.recv_waiters:
-            wake_all(st.recv_waiters)
+        if queue:
+            queue.wake_all()
         return receivers
 
     def subscribe(self) -> BroadcastReceiver[T]:
@@ -183,13 +211,7 @@ class BroadcastSender(ClosingHandle, Generic[T]):
         """Wait until no receiver is subscribed (return at once if none is)."""
         st = self._state
         while st.receivers:
-            fut: asyncio.Future[Any] = st.binding.bind().create_future()
-            st.closed_waiters.append(fut)
-            try:
-                await fut
-            finally:
-                if fut.cancelled():
-                    remove_waiter(st.closed_waiters, fut)
+            await st.closed_queue.park()
 
     def clone(self) -> BroadcastSender[T]:
         """Return another sender handle for the same channel."""
@@ -202,12 +224,18 @@ class BroadcastSender(ClosingHandle, Generic[T]):
         if self._closed:
             return
         st = self._state
-        if st.open_senders == 1 and st.recv_waiters:
+        if st.open_senders == 1 and st.recv_queue:
             st.binding.check()
         self._closed = True
         st.open_senders -= 1
         if st.open_senders == 0:
-            wake_all(st.recv_waiters)
+            st.recv_queue.wake_all()
+
+    def _left_waiting(self) -> str | None:
+        st = self._state
+        if not self._closed and st.open_senders == 1 and st.recv_queue.tasks_waiting:
+            return "receivers still wait for a value or the close from it"
+        return None
 
     @property
     def receiver_count(self) -> int:
@@ -233,12 +261,12 @@ class BroadcastSender(ClosingHandle, Generic[T]):
     def __repr__(self) -> str:
         st = self._state
         return (
-            f"<BroadcastSender capacity={st.capacity} len={st.queued} "
+            f"<BroadcastSender{_named(st)} capacity={st.capacity} len={st.queued} "
             f"receivers={st.receivers} senders={st.open_senders} closed={self._closed}>"
         )
 
 
-class BroadcastReceiver(ClosingHandle, Generic[T_co]):
+class BroadcastReceiver(QueueSelectable, ClosingHandle, Generic[T_co]):
     """One subscriber of a broadcast channel: sees every value sent while subscribed.
 
     A broadcast receiver is lossy under lag: if it falls more than `capacity` values behind,
@@ -257,6 +285,9 @@ class BroadcastReceiver(ClosingHandle, Generic[T_co]):
         self._lag_events = 0
         state.receivers += 1
 
+    select_operation = "recv"
+    """The operation `select_branch()` offers (`on_recv` accepts this receiver)."""
+
     def try_recv(self) -> T_co:
         """Return the next value without waiting.
 
@@ -267,6 +298,13 @@ class BroadcastReceiver(ClosingHandle, Generic[T_co]):
             ChannelClosed: every sender is closed and nothing is left, or this receiver
                 is closed.
         """
+        value = self._poll()
+        if value is PENDING:
+            raise ChannelEmpty()
+        return value  # type: ignore[return-value]
+
+    def _poll(self) -> T_co | Pending:
+        """The logic of `try_recv`: the next value, or `PENDING` while open and empty."""
         if self._closed:
             raise ChannelClosed("receiver is closed")
         st = self._state
@@ -293,7 +331,7 @@ class BroadcastReceiver(ClosingHandle, Generic[T_co]):
             return value
         if st.open_senders == 0:
             raise ChannelClosed()
-        raise ChannelEmpty()
+        return PENDING
 
     async def recv(self) -> T_co:
         """Return the next value, waiting for one to be sent.
@@ -303,16 +341,12 @@ class BroadcastReceiver(ClosingHandle, Generic[T_co]):
             ChannelClosed: every sender is closed and nothing is left, or this receiver
                 is closed.
         """
-        st = self._state
-        while not self._closed and self._cursor == st.tail and st.open_senders:
-            fut: asyncio.Future[Any] = st.binding.bind().create_future()
-            st.recv_waiters.append(fut)
-            try:
-                await fut
-            finally:
-                if fut.cancelled():
-                    remove_waiter(st.recv_waiters, fut)
-        return self.try_recv()
+        while (value := self._poll()) is PENDING:
+            await self._state.recv_queue.park(owner=self)
+        return value  # type: ignore[return-value]
+
+    def _select_queue(self) -> WaitQueue:
+        return self._state.recv_queue
 
     def resubscribe(self) -> BroadcastReceiver[T_co]:
         """Return a new receiver that sees only values sent after this call."""
@@ -325,14 +359,20 @@ class BroadcastReceiver(ClosingHandle, Generic[T_co]):
         if self._closed:
             return
         st = self._state
-        if st.recv_waiters or (st.receivers == 1 and st.closed_waiters):
+        if st.recv_queue.has_owner(self) or (st.receivers == 1 and st.closed_queue):
             st.binding.check()
         self._closed = True
         st.receivers -= 1
         st.release_range(self._cursor)
-        wake_all(st.recv_waiters)  # a recv() waiting on this handle must see the close
+        st.recv_queue.wake_owner(self)  # only a recv() waiting on this handle sees the close
         if st.receivers == 0:
-            wake_all(st.closed_waiters)
+            st.closed_queue.wake_all()
+
+    def _left_waiting(self) -> str | None:
+        st = self._state
+        if not self._closed and st.receivers == 1 and st.closed_queue.tasks_waiting:
+            return "a task still waits in closed() for it to unsubscribe"
+        return None
 
     @property
     def is_closed(self) -> bool:
@@ -367,7 +407,8 @@ class BroadcastReceiver(ClosingHandle, Generic[T_co]):
 
     def __repr__(self) -> str:
         return (
-            f"<BroadcastReceiver capacity={self._state.capacity} len={len(self)} "
+            f"<BroadcastReceiver{_named(self._state)} capacity={self._state.capacity} "
+            f"len={len(self)} "
             f"received={self._received} lagged={self._lagged} closed={self._closed}>"
         )
 
@@ -383,7 +424,9 @@ class broadcast(tuple[BroadcastSender[T], BroadcastReceiver[T]]):
 
     __slots__ = ()
 
-    def __new__(cls, capacity: int) -> tuple[BroadcastSender[T], BroadcastReceiver[T]]:  # type: ignore[misc]
+    def __new__(  # type: ignore[misc]
+        cls, capacity: int, *, name: str | None = None
+    ) -> tuple[BroadcastSender[T], BroadcastReceiver[T]]:
         if isinstance(capacity, bool) or not isinstance(capacity, int):
             raise TypeError(f"capacity must be an int, got {capacity!r}")
         if capacity < 1:
@@ -393,5 +436,5 @@ class broadcast(tuple[BroadcastSender[T], BroadcastReceiver[T]]):
                 f"capacity must be <= {MAX_CAPACITY} (the ring is allocated up front), "
                 f"got {capacity!r}"
             )
-        state: _BroadcastState[T] = _BroadcastState(capacity)
+        state: _BroadcastState[T] = _BroadcastState(capacity, check_name(name))
         return BroadcastSender(state), BroadcastReceiver(state)

@@ -24,7 +24,8 @@ from dataclasses import dataclass
 from types import TracebackType
 from typing import Any, Generic, TypeVar, cast
 
-from telemetry_lab.primitives._private import LoopBinding, remove_waiter, wake_all, wake_first
+from telemetry_lab.primitives._private import LoopBinding, check_name
+from telemetry_lab.primitives.waiting import WaitQueue
 
 __all__ = ["JoinSet", "JoinSetStatistics"]
 
@@ -45,6 +46,8 @@ class JoinSetStatistics:
     """Tasks ever spawned into the set."""
     total_joined: int
     """Tasks ever handed back by `join_next()`/`try_join_next()`."""
+    name: str | None = None
+    """The name given to `JoinSet()`, or None."""
 
 
 class JoinSet(Generic[T]):
@@ -52,6 +55,9 @@ class JoinSet(Generic[T]):
 
     A JoinSet is not fail-fast: one task's failure never cancels the others. It is an owner:
     `shutdown()` (and leaving `async with`) cancels and awaits every task still in it.
+
+    Args:
+        name: how reprs, statistics and the console call it.
     """
 
     __slots__ = (
@@ -63,17 +69,19 @@ class JoinSet(Generic[T]):
         "_tasks",
         "_unstarted",
         "_waiters",
+        "name",
     )
 
-    def __init__(self) -> None:
-        self._binding = LoopBinding("JoinSet")
+    def __init__(self, *, name: str | None = None) -> None:
+        self.name = check_name(name)
+        self._binding = LoopBinding("JoinSet" if name is None else f"JoinSet {name!r}")
         self._tasks: set[asyncio.Task[T]] = set()
         # Tasks whose coroutine has not run yet, with it (in spawn order): one cancelled
         # now finishes without ever reaching `_finish_in_order`.
         self._unstarted: dict[asyncio.Task[T], Coroutine[Any, Any, T]] = {}
         self._done: deque[asyncio.Task[T]] = deque()  # finished, in completion order
         self._queued: set[asyncio.Task[T]] = set()  # the members of _done
-        self._waiters: deque[asyncio.Future[Any]] = deque()
+        self._waiters = WaitQueue(self._binding, self, "join_next", on_abandoned=self._pass_on)
         self._spawned = 0
         self._joined = 0
 
@@ -108,7 +116,7 @@ class JoinSet(Generic[T]):
         if task in self._tasks and task not in self._queued:
             self._done.append(task)
             self._queued.add(task)
-            wake_first(self._waiters)
+            self._waiters.wake_one()
 
     def _on_done(self, task: asyncio.Task[T]) -> None:
         # Usually a no-op: the task queued itself as it finished. Not if it was cancelled
@@ -131,8 +139,13 @@ class JoinSet(Generic[T]):
         self._tasks.discard(task)
         self._joined += 1
         if not self._tasks:
-            wake_all(self._waiters)  # other joiners get None instead of waiting forever
+            self._waiters.wake_all()  # other joiners get None instead of waiting forever
         return task
+
+    def _pass_on(self, wake: object) -> None:
+        """A joiner was woken, then cancelled: another one gets the finished task."""
+        if self._done:
+            self._waiters.wake_one()
 
     def try_join_next(self) -> asyncio.Task[T] | None:
         """Return a finished task (removed from the set) or None if none has finished."""
@@ -149,16 +162,7 @@ class JoinSet(Generic[T]):
         while not self._done:
             if not self._tasks:
                 return None
-            fut: asyncio.Future[Any] = self._binding.bind().create_future()
-            self._waiters.append(fut)
-            try:
-                await fut
-            except asyncio.CancelledError:
-                if fut.cancelled():
-                    remove_waiter(self._waiters, fut)
-                elif self._done:
-                    wake_first(self._waiters)  # woken, then cancelled: pass the turn on
-                raise
+            await self._waiters.park()
         return self._take()
 
     def abort_all(self) -> None:
@@ -208,17 +212,23 @@ class JoinSet(Generic[T]):
         self._unstarted.clear()
         self._done.clear()
         self._queued.clear()
-        wake_all(self._waiters)
+        self._waiters.wake_all()
 
     def statistics(self) -> JoinSetStatistics:
         """Return a snapshot of this set."""
         return JoinSetStatistics(
             current_tasks=len(self._tasks),
             current_finished=sum(task.done() for task in self._tasks),
-            tasks_waiting_join=sum(not f.done() for f in self._waiters),
+            tasks_waiting_join=self._waiters.tasks_waiting,
             total_spawned=self._spawned,
             total_joined=self._joined,
+            name=self.name,
         )
+
+    def describe(self) -> str:
+        name = "JoinSet" if self.name is None else f"JoinSet {self.name!r}"
+        finished = sum(task.done() for task in self._tasks)
+        return f"{name} ({len(self._tasks)} tasks, {finished} finished)"
 
     def __len__(self) -> int:
         return len(self._tasks)
@@ -236,4 +246,7 @@ class JoinSet(Generic[T]):
 
     def __repr__(self) -> str:
         finished = sum(task.done() for task in self._tasks)
-        return f"<JoinSet tasks={len(self._tasks)} finished={finished} spawned={self._spawned}>"
+        named = "" if self.name is None else f" name={self.name!r}"
+        return (
+            f"<JoinSet{named} tasks={len(self._tasks)} finished={finished} spawned={self._spawned}>"
+        )

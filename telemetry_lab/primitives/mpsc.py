@@ -21,11 +21,9 @@ from telemetry_lab.errors import ChannelClosed, ChannelEmpty, ChannelFull
 from telemetry_lab.primitives._private import (
     ClosingHandle,
     LoopBinding,
-    remove_waiter,
-    wake_all,
-    wake_first,
-    wake_future,
+    check_name,
 )
+from telemetry_lab.primitives.waiting import PENDING, Pending, QueueSelectable, WaitQueue
 
 __all__ = ["ChannelStatistics", "Receiver", "Sender", "channel"]
 
@@ -33,7 +31,7 @@ T = TypeVar("T")
 T_co = TypeVar("T_co", covariant=True)
 T_contra = TypeVar("T_contra", contravariant=True)
 
-# A send waiter's future resolves to one of these.
+# A send waiter's wake-up carries one of these.
 _GRANTED = True  # a slot is reserved for this sender
 _REFUSED = False  # the channel or the handle closed while waiting
 
@@ -64,6 +62,8 @@ class ChannelStatistics:
     """Sends that found the buffer full and had to wait."""
     total_send_wait: float
     """Seconds of loop time that senders spent blocked, summed over all sends."""
+    name: str | None = None
+    """The name given to `channel()`, or None."""
 
 
 class _ChannelState(Generic[T]):
@@ -73,24 +73,26 @@ class _ChannelState(Generic[T]):
         "binding",
         "buffer",
         "capacity",
+        "name",
         "open_senders",
         "receiver_closed",
-        "recv_waiters",
+        "recv_queue",
         "reserved",
-        "send_waiters",
+        "send_queue",
         "total_blocked_sends",
         "total_received",
         "total_send_wait",
         "total_sent",
     )
 
-    def __init__(self, capacity: int) -> None:
+    def __init__(self, capacity: int, name: str | None) -> None:
         self.capacity = capacity
-        self.binding = LoopBinding("channel")
+        self.name = name
+        self.binding = LoopBinding("channel" if name is None else f"channel {name!r}")
         self.buffer: deque[T] = deque()
         self.reserved = 0
-        self.send_waiters: deque[asyncio.Future[bool]] = deque()
-        self.recv_waiters: deque[asyncio.Future[Any]] = deque()
+        self.send_queue = WaitQueue(self.binding, self, "send", on_abandoned=self._slot_abandoned)
+        self.recv_queue = WaitQueue(self.binding, self, "recv", on_abandoned=self._recv_abandoned)
         self.open_senders = 0
         self.receiver_closed = False
         self.total_sent = 0
@@ -103,36 +105,50 @@ class _ChannelState(Generic[T]):
         return self.receiver_closed or self.open_senders == 0
 
     def push(self, value: T) -> None:
-        if self.recv_waiters:
+        if self.recv_queue:
             self.binding.check()  # before anything changes: a misuse enqueues nothing
             self.buffer.append(value)
-            wake_first(self.recv_waiters)
+            self.recv_queue.wake_one()
         else:
             self.buffer.append(value)
         self.total_sent += 1
 
-    def take(self) -> T:
-        """Pop the oldest buffered value (there is one) and grant its slot to a sender."""
-        if self.send_waiters:
+    def take(self, limit: int) -> list[T]:
+        """Pop up to `limit` buffered values (there is one) and grant their slots."""
+        buffer = self.buffer
+        if self.send_queue:
             self.binding.check()
-            value = self.buffer.popleft()
+        values = [buffer.popleft() for _ in range(min(limit, len(buffer)))]
+        self.total_received += len(values)
+        if self.send_queue:
             self.grant_slots()
-        else:
-            value = self.buffer.popleft()
-        self.total_received += 1
-        return value
+        return values
 
     def grant_slots(self) -> None:
         """Reserve free slots for waiting senders, first come first served."""
-        waiters = self.send_waiters
-        while waiters and len(self.buffer) + self.reserved < self.capacity:
-            fut = waiters.popleft()
-            if not fut.done():
-                fut.set_result(_GRANTED)
+        queue = self.send_queue
+        while queue and len(self.buffer) + self.reserved < self.capacity:
+            if queue.wake_one(_GRANTED):
                 self.reserved += 1
+
+    def _slot_abandoned(self, wake: object) -> None:
+        """A sender was granted a slot, then cancelled before filling it: pass it on."""
+        if wake is _GRANTED:
+            self.reserved -= 1
+            self.grant_slots()
+
+    def _recv_abandoned(self, wake: object) -> None:
+        """A receiving task was woken, then cancelled: another one gets the turn."""
+        if self.buffer:
+            self.recv_queue.wake_one()
 
     def free_slots(self) -> int:
         return max(0, self.capacity - len(self.buffer) - self.reserved)
+
+    def describe(self) -> str:
+        name = "channel" if self.name is None else f"channel {self.name!r}"
+        closed = ", closed" if self.closed_for_receiver else ""
+        return f"{name} ({len(self.buffer)}/{self.capacity} full{closed})"
 
     def statistics(self) -> ChannelStatistics:
         return ChannelStatistics(
@@ -141,29 +157,49 @@ class _ChannelState(Generic[T]):
             current_reserved=self.reserved,
             open_send_handles=self.open_senders,
             open_receive_handles=0 if self.receiver_closed else 1,
-            tasks_waiting_send=sum(not f.done() for f in self.send_waiters),
-            tasks_waiting_receive=sum(not f.done() for f in self.recv_waiters),
+            tasks_waiting_send=self.send_queue.tasks_waiting,
+            tasks_waiting_receive=self.recv_queue.tasks_waiting,
             total_sent=self.total_sent,
             total_received=self.total_received,
             total_blocked_sends=self.total_blocked_sends,
             total_send_wait=self.total_send_wait,
+            name=self.name,
         )
+
+
+def _named(state: _ChannelState[Any]) -> str:
+    return "" if state.name is None else f" name={state.name!r}"
 
 
 class Sender(ClosingHandle, Generic[T_contra]):
     """The sending half of an mpsc channel; clone it to get more producers.
 
     A sender is not a broadcast: each value reaches exactly one receiver. Closing the last
-    sender ends the channel for the receiver once the buffer is drained.
+    sender ends the channel for the receiver once the buffer is drained. A sender that is
+    garbage-collected without `close()` while the receiver still waits for it is reported
+    with a `ResourceWarning` (the receiver would wait forever).
     """
 
-    __slots__ = ("_closed", "_pending", "_state")
+    __slots__ = ("_closed", "_state")
 
     def __init__(self, state: _ChannelState[Any]) -> None:
         self._state = state
         self._closed = False
-        self._pending: set[asyncio.Future[bool]] = set()
         state.open_senders += 1
+
+    def _offer(self, value: T_contra) -> bool:
+        """The logic of `try_send`: enqueue `value` now and return True, or return False."""
+        st = self._state
+        if self._closed or st.receiver_closed:
+            raise ChannelClosed(value=value)
+        if st.send_queue or len(st.buffer) + st.reserved >= st.capacity:
+            return False  # full, or a slot is owed to a sender already waiting
+        if st.recv_queue:
+            st.push(value)  # wakes the receiver
+        else:
+            st.buffer.append(value)
+            st.total_sent += 1
+        return True
 
     async def send(self, value: T_contra) -> None:
         """Put `value` into the channel, waiting for a free slot if the buffer is full.
@@ -172,34 +208,17 @@ class Sender(ClosingHandle, Generic[T_contra]):
             ChannelClosed: the receiver is closed, or this handle is (before or while
                 waiting); the value was not enqueued and is on `.value`.
         """
-        st = self._state
-        if self._closed or st.receiver_closed:
-            raise ChannelClosed(value=value)
-        if not st.send_waiters and len(st.buffer) + st.reserved < st.capacity:
-            st.push(value)
-            return
-        await self._send_when_granted(value)
+        if not self._offer(value):
+            await self._send_when_granted(value)
 
     async def _send_when_granted(self, value: T_contra) -> None:
         st = self._state
-        loop = st.binding.bind()
-        fut: asyncio.Future[bool] = loop.create_future()
-        st.send_waiters.append(fut)
-        self._pending.add(fut)
         st.total_blocked_sends += 1
+        loop = asyncio.get_running_loop()
         started = loop.time()
         try:
-            granted = await fut
-        except asyncio.CancelledError:
-            if fut.cancelled():
-                remove_waiter(st.send_waiters, fut)
-            elif fut.result() is _GRANTED:
-                # Chosen, then cancelled before filling the slot: pass the slot on.
-                st.reserved -= 1
-                st.grant_slots()
-            raise
+            granted = await st.send_queue.park(owner=self)
         finally:
-            self._pending.discard(fut)
             st.total_send_wait += loop.time() - started
         if granted is not _GRANTED:
             raise ChannelClosed(value=value)
@@ -216,12 +235,8 @@ class Sender(ClosingHandle, Generic[T_contra]):
             ChannelClosed: as for `send` (checked first: closed wins over full).
             ChannelFull: no free slot, or senders are already waiting for one.
         """
-        st = self._state
-        if self._closed or st.receiver_closed:
-            raise ChannelClosed(value=value)
-        if st.send_waiters or len(st.buffer) + st.reserved >= st.capacity:
+        if not self._offer(value):
             raise ChannelFull(value=value)
-        st.push(value)
 
     def clone(self) -> Sender[T_contra]:
         """Return another sender handle for the same channel."""
@@ -234,15 +249,19 @@ class Sender(ClosingHandle, Generic[T_contra]):
         if self._closed:
             return
         st = self._state
-        if self._pending or (st.open_senders == 1 and st.recv_waiters):
+        if st.send_queue.has_owner(self) or (st.open_senders == 1 and st.recv_queue):
             st.binding.check()
         self._closed = True
         st.open_senders -= 1
-        for fut in self._pending:
-            wake_future(fut, _REFUSED)
-            remove_waiter(st.send_waiters, fut)
+        st.send_queue.wake_owner(self, _REFUSED)
         if st.open_senders == 0:
-            wake_all(st.recv_waiters)
+            st.recv_queue.wake_all()
+
+    def _left_waiting(self) -> str | None:
+        st = self._state
+        if not self._closed and st.open_senders == 1 and st.recv_queue.tasks_waiting:
+            return "the receiver is still waiting for a value from it"
+        return None
 
     @property
     def capacity(self) -> int:
@@ -266,23 +285,41 @@ class Sender(ClosingHandle, Generic[T_contra]):
     def __repr__(self) -> str:
         st = self._state
         return (
-            f"<Sender capacity={st.capacity} len={len(st.buffer)} free={st.free_slots()} "
-            f"senders={st.open_senders} waiting={len(st.send_waiters)} "
-            f"closed={self.is_closed}>"
+            f"<Sender{_named(st)} capacity={st.capacity} len={len(st.buffer)} "
+            f"free={st.free_slots()} senders={st.open_senders} "
+            f"waiting={st.send_queue.tasks_waiting} closed={self.is_closed}>"
         )
 
 
-class Receiver(ClosingHandle, Generic[T_co]):
+class Receiver(QueueSelectable, ClosingHandle, Generic[T_co]):
     """The receiving half of an mpsc channel: one consumer, values in FIFO order.
 
     A receiver is not cloneable (one consumer), and closing it does not discard what is
-    buffered: values already accepted stay receivable until drained.
+    buffered: values already accepted stay receivable until drained. A receiver that is
+    garbage-collected without `close()` while senders wait for room is reported with a
+    `ResourceWarning` (they would wait forever).
     """
 
     __slots__ = ("_state",)
 
+    select_operation = "recv"
+    """The operation `select_branch()` offers (`on_recv` accepts this receiver)."""
+
     def __init__(self, state: _ChannelState[Any]) -> None:
         self._state = state
+
+    def _poll(self) -> T_co | Pending:
+        """The logic of `try_recv`: the next value, or `PENDING` while open and empty."""
+        st = self._state
+        if st.buffer:
+            if st.send_queue:
+                value: T_co = st.take(1)[0]
+                return value
+            st.total_received += 1
+            return st.buffer.popleft()  # type: ignore[no-any-return]
+        if st.receiver_closed or st.open_senders == 0:
+            raise ChannelClosed()
+        return PENDING
 
     async def recv(self) -> T_co:
         """Return the next value, waiting while the channel is open and empty.
@@ -291,28 +328,9 @@ class Receiver(ClosingHandle, Generic[T_co]):
             ChannelClosed: every sender is closed (or the receiver is) and the buffer is
                 drained.
         """
-        st = self._state
-        while True:
-            if st.buffer:
-                value: T_co = st.take()
-                return value
-            if st.receiver_closed or st.open_senders == 0:
-                raise ChannelClosed()
-            await self._wait_readable()
-
-    async def _wait_readable(self) -> None:
-        st = self._state
-        fut: asyncio.Future[Any] = st.binding.bind().create_future()
-        st.recv_waiters.append(fut)
-        try:
-            await fut
-        except asyncio.CancelledError:
-            if fut.cancelled():
-                remove_waiter(st.recv_waiters, fut)
-            elif st.buffer:
-                # Woken, then cancelled: another task waiting on this receiver gets the turn.
-                wake_first(st.recv_waiters)
-            raise
+        while (value := self._poll()) is PENDING:
+            await self._state.recv_queue.park()
+        return value  # type: ignore[return-value]
 
     def try_recv(self) -> T_co:
         """Return the next value without waiting.
@@ -321,13 +339,10 @@ class Receiver(ClosingHandle, Generic[T_co]):
             ChannelEmpty: nothing is buffered and the channel is open.
             ChannelClosed: the channel is closed and drained.
         """
-        st = self._state
-        if st.buffer:
-            value: T_co = st.take()
-            return value
-        if st.closed_for_receiver:
-            raise ChannelClosed()
-        raise ChannelEmpty()
+        value = self._poll()
+        if value is PENDING:
+            raise ChannelEmpty()
+        return value  # type: ignore[return-value]
 
     async def recv_many(self, limit: int) -> list[T_co]:
         """Wait for at least one value, then return every buffered value up to `limit`.
@@ -346,28 +361,28 @@ class Receiver(ClosingHandle, Generic[T_co]):
         while not st.buffer:
             if st.closed_for_receiver:
                 raise ChannelClosed()
-            await self._wait_readable()
-        if st.send_waiters:
-            st.binding.check()
-        buffer = st.buffer
-        values: list[T_co] = [buffer.popleft() for _ in range(min(limit, len(buffer)))]
-        st.total_received += len(values)
-        if st.send_waiters:
-            st.grant_slots()
-        return values
+            await st.recv_queue.park()
+        return st.take(limit)
+
+    def _select_queue(self) -> WaitQueue:
+        return self._state.recv_queue
 
     def close(self) -> None:
         """Refuse new sends (idempotent); values already buffered stay receivable."""
         st = self._state
         if st.receiver_closed:
             return
-        if st.send_waiters or st.recv_waiters:
+        if st.send_queue or st.recv_queue:
             st.binding.check()
         st.receiver_closed = True
-        for fut in st.send_waiters:
-            wake_future(fut, _REFUSED)
-        st.send_waiters.clear()
-        wake_all(st.recv_waiters)
+        st.send_queue.wake_all(_REFUSED)
+        st.recv_queue.wake_all()
+
+    def _left_waiting(self) -> str | None:
+        st = self._state
+        if not st.receiver_closed and st.send_queue.tasks_waiting:
+            return "senders still wait for room that only it could make"
+        return None
 
     @property
     def is_closed(self) -> bool:
@@ -394,16 +409,19 @@ class Receiver(ClosingHandle, Generic[T_co]):
         return self
 
     async def __anext__(self) -> T_co:
+        # `recv()` without its own coroutine frame (one fewer per value on the hot path).
         try:
-            return await self.recv()
+            while (value := self._poll()) is PENDING:
+                await self._state.recv_queue.park()
         except ChannelClosed:
             raise StopAsyncIteration from None
+        return value  # type: ignore[return-value]
 
     def __repr__(self) -> str:
         st = self._state
         return (
-            f"<Receiver capacity={st.capacity} len={len(st.buffer)} "
-            f"senders={st.open_senders} waiting={len(st.recv_waiters)} "
+            f"<Receiver{_named(st)} capacity={st.capacity} len={len(st.buffer)} "
+            f"senders={st.open_senders} waiting={st.recv_queue.tasks_waiting} "
             f"closed={self.is_closed}>"
         )
 
@@ -414,16 +432,22 @@ class channel(tuple[Sender[T], Receiver[T]]):
     Use it as a function, `tx, rx = channel(50)`, or with the item type for a type checker,
     `tx, rx = channel[Reading](50)`.
 
+    Args:
+        capacity: how many values may be buffered (>= 1).
+        name: how reprs, statistics and the console call it (`name="telemetry"`).
+
     Raises:
         ValueError: `capacity` is less than 1 (a rendezvous channel is not offered).
     """
 
     __slots__ = ()
 
-    def __new__(cls, capacity: int) -> tuple[Sender[T], Receiver[T]]:  # type: ignore[misc]
+    def __new__(  # type: ignore[misc]
+        cls, capacity: int, *, name: str | None = None
+    ) -> tuple[Sender[T], Receiver[T]]:
         if isinstance(capacity, bool) or not isinstance(capacity, int):
             raise TypeError(f"capacity must be an int, got {capacity!r}")
         if capacity < 1:
             raise ValueError(f"capacity must be >= 1, got {capacity!r}")
-        state: _ChannelState[T] = _ChannelState(capacity)
+        state: _ChannelState[T] = _ChannelState(capacity, check_name(name))
         return Sender(state), Receiver(state)

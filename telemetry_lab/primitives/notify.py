@@ -11,14 +11,13 @@ wait again races with a concurrent `set()`: the classic lost wake-up.
 
 from __future__ import annotations
 
-import asyncio
-from collections import deque
 from collections.abc import Generator
 from dataclasses import dataclass
 from enum import Enum
-from typing import Any
+from typing import Any, ClassVar
 
-from telemetry_lab.primitives._private import LoopBinding, remove_waiter
+from telemetry_lab.primitives._private import LoopBinding, check_name
+from telemetry_lab.primitives.waiting import PENDING, Branch, Pending, WaitQueue
 
 __all__ = ["Notified", "Notify", "NotifyStatistics"]
 
@@ -43,6 +42,8 @@ class NotifyStatistics:
     """Calls of `notify_one()` and `notify_last()`."""
     total_notify_waiters: int
     """Calls of `notify_waiters()`."""
+    name: str | None = None
+    """The name given to `Notify()`, or None."""
 
 
 class Notify:
@@ -50,20 +51,28 @@ class Notify:
 
     A `Notify` is not an event: it stores at most one wake-up, and `notify_waiters()` does not
     stay set for tasks that start waiting afterwards.
+
+    Args:
+        name: how reprs, statistics and the console call it.
     """
 
     __slots__ = (
         "_binding",
         "_generation",
         "_permit",
+        "_queue",
         "_total_one",
         "_total_waiters",
-        "_waiters",
+        "name",
     )
 
-    def __init__(self) -> None:
-        self._binding = LoopBinding("Notify")
-        self._waiters: deque[asyncio.Future[_Wake]] = deque()
+    select_operation: ClassVar[str] = "notified"
+    """The operation `select_branch()` offers (`on_notified` accepts a `Notify`)."""
+
+    def __init__(self, *, name: str | None = None) -> None:
+        self.name = check_name(name)
+        self._binding = LoopBinding("Notify" if name is None else f"Notify {name!r}")
+        self._queue = WaitQueue(self._binding, self, "notified", on_abandoned=self._pass_on)
         self._permit = False
         self._generation = 0  # counts notify_waiters() calls
         self._total_one = 0
@@ -77,50 +86,55 @@ class Notify:
         """
         return Notified(self)
 
+    def select_branch(self, *, enabled: bool = True) -> Branch[None]:
+        """Return a `select` branch for a wake-up (what `on_notified` makes).
+
+        Like `notified()`, it is created now: `notify_waiters()` called afterwards wakes it.
+        """
+        return _NotifiedBranch(self, enabled=enabled)
+
     def notify_one(self) -> None:
         """Wake the longest-waiting task, or store one permit if nobody waits."""
-        if self._waiters:
+        if self._queue:
             self._binding.check()
         self._total_one += 1
         self._wake_one(_Wake.FIRST)
 
     def notify_last(self) -> None:
         """Wake the most recent waiter, or store one permit if nobody waits."""
-        if self._waiters:
+        if self._queue:
             self._binding.check()
         self._total_one += 1
         self._wake_one(_Wake.LAST)
 
     def _wake_one(self, how: _Wake) -> None:
-        waiters = self._waiters
-        while waiters:
-            fut = waiters.popleft() if how is _Wake.FIRST else waiters.pop()
-            if not fut.done():
-                fut.set_result(how)
-                return
-        self._permit = True
+        queue = self._queue
+        woken = queue.wake_one(how) if how is _Wake.FIRST else queue.wake_last(how)
+        if not woken:
+            self._permit = True
+
+    def _pass_on(self, how: _Wake) -> None:
+        """A single wake-up its waiter could not use goes to the next one (or the permit)."""
+        if how is not _Wake.ALL:
+            self._wake_one(how)
 
     def notify_waiters(self) -> None:
         """Wake every `notified()` created before this call; store no permit."""
-        if self._waiters:
+        if self._queue:
             self._binding.check()
         self._total_waiters += 1
         self._generation += 1
-        waiters, self._waiters = self._waiters, deque()
-        for fut in waiters:
-            if not fut.done():
-                fut.set_result(_Wake.ALL)
+        self._queue.wake_all(_Wake.ALL)
 
     def statistics(self) -> NotifyStatistics:
         """Return a snapshot of this `Notify`."""
         return NotifyStatistics(
             current_permit=self._permit,
-            tasks_waiting=sum(not f.done() for f in self._waiters),
+            tasks_waiting=self._queue.tasks_waiting,
             total_notify_one=self._total_one,
             total_notify_waiters=self._total_waiters,
+            name=self.name,
         )
-
-    # The two hooks below let `Notified` and `select` take part without owning the state.
 
     def _try_take(self, generation: int) -> bool:
         """Complete a waiter created at `generation` now, if it may: permit or broadcast."""
@@ -131,21 +145,13 @@ class Notify:
             return True
         return False
 
-    def _new_waiter(self) -> asyncio.Future[_Wake]:
-        """Create a queued waiter future on the (bound) running loop."""
-        fut: asyncio.Future[_Wake] = self._binding.bind().create_future()
-        self._waiters.append(fut)
-        return fut
-
-    def _pass_on(self, fut: asyncio.Future[_Wake]) -> None:
-        """Release a waiter that will not use its wake-up; forward a single wake-up."""
-        if not fut.done() or fut.cancelled():
-            remove_waiter(self._waiters, fut)
-        elif fut.result() is not _Wake.ALL:
-            self._wake_one(fut.result())
+    def describe(self) -> str:
+        name = "Notify" if self.name is None else f"Notify {self.name!r}"
+        return f"{name} (permit {'stored' if self._permit else 'none'})"
 
     def __repr__(self) -> str:
-        return f"<Notify waiting={sum(not f.done() for f in self._waiters)} permit={self._permit}>"
+        named = "" if self.name is None else f" name={self.name!r}"
+        return f"<Notify{named} waiting={self._queue.tasks_waiting} permit={self._permit}>"
 
 
 class Notified:
@@ -166,15 +172,44 @@ class Notified:
             raise RuntimeError("this notified() was already awaited; call notified() again")
         self._awaited = True
         notify = self._notify
-        if notify._try_take(self._generation):
-            return
-        fut = notify._new_waiter()
-        try:
-            await fut
-        except asyncio.CancelledError:
-            # Chosen, then cancelled: the wake-up goes to the next waiter (or the permit).
-            notify._pass_on(fut)
-            raise
+        if not notify._try_take(self._generation):
+            await notify._queue.park()  # a wake-up it cannot use is passed on (_pass_on)
 
     def __repr__(self) -> str:
         return f"<Notified of {self._notify!r} awaited={self._awaited}>"
+
+
+class _NotifiedBranch(Branch[None]):
+    """`select`'s view of one `notified()`: a wake-up delivered while armed is kept."""
+
+    __slots__ = ("_delivered", "_generation", "_notify", "_waiter")
+
+    def __init__(self, notify: Notify, *, enabled: bool) -> None:
+        super().__init__(enabled=enabled)
+        self._notify = notify
+        self._generation = notify._generation
+        self._waiter: Any = None
+        self._delivered: _Wake | None = None
+
+    def poll(self) -> Pending | None:
+        if self._delivered is not None or self._notify._try_take(self._generation):
+            self._delivered = None
+            self._generation = self._notify._generation
+            return None
+        return PENDING
+
+    def arm(self, waker: Any) -> None:
+        self._waiter = self._notify._queue.register(waker)
+
+    def disarm(self, waker: Any) -> None:
+        waiter, self._waiter = self._waiter, None
+        if waiter is not None and self._notify._queue.unregister(waiter):
+            self._delivered = waiter.value  # keep the wake-up for the next poll
+
+    def finish(self, won: bool) -> None:
+        if self._delivered is not None:
+            self._notify._pass_on(self._delivered)  # not used: pass it on
+        self._delivered = None
+
+    def __repr__(self) -> str:
+        return f"on_notified({self._notify!r})"

@@ -40,19 +40,15 @@ from __future__ import annotations
 import asyncio
 import math
 import random
-from abc import ABC, abstractmethod
 from dataclasses import dataclass
-from typing import Any, Final, Generic, TypeVar
+from typing import Any, ClassVar, Generic, Protocol, TypeVar
 
-from telemetry_lab.errors import ChannelClosed, ChannelEmpty, FutureCancelled
-from telemetry_lab.primitives._private import remove_waiter, wake_first, wake_future
-from telemetry_lab.primitives.broadcast import BroadcastReceiver
-from telemetry_lab.primitives.mpsc import Receiver
-from telemetry_lab.primitives.notify import Notify, _Wake
-from telemetry_lab.primitives.watch import WatchReceiver
+from telemetry_lab.errors import FutureCancelled
+from telemetry_lab.primitives.waiting import PENDING, Branch, Pending
 
 __all__ = [
     "Branch",
+    "Selectable",
     "Selected",
     "on_changed",
     "on_deadline",
@@ -66,17 +62,6 @@ __all__ = [
 
 T = TypeVar("T")
 T_co = TypeVar("T_co", covariant=True)
-
-
-class _Pending:
-    __slots__ = ()
-
-    def __repr__(self) -> str:
-        return "PENDING"
-
-
-PENDING: Final = _Pending()
-"""What `Branch.poll` returns when the branch is not ready."""
 
 _rng = random.Random()
 
@@ -93,140 +78,31 @@ class Selected(Generic[T_co]):
     """The winning branch object itself."""
 
 
-class Branch(ABC, Generic[T_co]):
-    """One operation that `select` can wait for.
+class Selectable(Protocol[T_co]):
+    """A primitive that `select` can wait on: it makes its own branch.
 
-    A branch is *polled*: `poll()` completes the operation only if it can do so without
-    waiting, and otherwise returns `PENDING` and changes nothing. Between polls, `arm()`
-    registers a future to be woken when the branch may have become ready, and `disarm()`
-    unregisters it. `finish()` runs once when `select` ends, to hand back anything the
-    branch holds but did not use.
+    The package's receivers and `Notify` implement it; so can a new primitive, without any
+    change here: give it `select_operation` ("recv", "changed", "notified", or a name of
+    its own) and `select_branch()`, and pass `x.select_branch()` to `select` directly.
     """
 
-    __slots__ = ("enabled",)
+    select_operation: ClassVar[str]
 
-    def __init__(self, *, enabled: bool = True) -> None:
-        self.enabled = enabled
-
-    def start(self, loop: asyncio.AbstractEventLoop) -> None:
-        """Prepare for one `select` call (e.g. fix a timeout's deadline)."""
-
-    @abstractmethod
-    def poll(self) -> T_co | _Pending:
-        """Complete the operation now and return its value, or return `PENDING`."""
-
-    @abstractmethod
-    def arm(self, waker: asyncio.Future[Any]) -> None:
-        """Arrange for `waker` to be resolved when this branch may be ready."""
-
-    @abstractmethod
-    def disarm(self, waker: asyncio.Future[Any]) -> None:
-        """Undo `arm`."""
-
-    def finish(self, won: bool) -> None:
-        """Release what this branch holds; `won` says whether it was selected."""
+    def select_branch(self, *, enabled: bool = True) -> Branch[T_co]:
+        """Return a branch that polls the operation and registers in its wait queue."""
 
 
-class _RecvBranch(Branch[T]):
-    __slots__ = ("_receiver",)
-
-    def __init__(self, receiver: Receiver[T] | BroadcastReceiver[T], *, enabled: bool) -> None:
-        super().__init__(enabled=enabled)
-        self._receiver = receiver
-
-    def poll(self) -> T | _Pending:
-        try:
-            return self._receiver.try_recv()
-        except ChannelEmpty:
-            return PENDING
-
-    def arm(self, waker: asyncio.Future[Any]) -> None:
-        state = self._receiver._state
-        state.binding.bind()
-        state.recv_waiters.append(waker)
-
-    def disarm(self, waker: asyncio.Future[Any]) -> None:
-        remove_waiter(self._receiver._state.recv_waiters, waker)
-
-    def finish(self, won: bool) -> None:
-        rx = self._receiver
-        if not won and isinstance(rx, Receiver) and rx._state.buffer:
-            # Another task may wait on the same receiver; a wake-up we absorbed goes to it.
-            wake_first(rx._state.recv_waiters)
-
-    def __repr__(self) -> str:
-        return f"on_recv({self._receiver!r})"
+def wake_future(future: asyncio.Future[Any]) -> None:
+    """Resolve `select`'s waker unless it is already done."""
+    if not future.done():
+        future.set_result(None)
 
 
-class _ChangedBranch(Branch[T]):
-    __slots__ = ("_receiver",)
-
-    def __init__(self, receiver: WatchReceiver[T], *, enabled: bool) -> None:
-        super().__init__(enabled=enabled)
-        self._receiver = receiver
-
-    def poll(self) -> T | _Pending:
-        rx = self._receiver
-        try:
-            changed = rx.has_changed()
-        except ChannelClosed:
-            # Closed: `changed()` still reports an unseen final value before raising.
-            if rx._seen == rx._state.version:
-                raise
-            changed = True
-        return rx.borrow_and_update() if changed else PENDING
-
-    def arm(self, waker: asyncio.Future[Any]) -> None:
-        state = self._receiver._state
-        state.binding.bind()
-        state.waiters.append(waker)
-
-    def disarm(self, waker: asyncio.Future[Any]) -> None:
-        remove_waiter(self._receiver._state.waiters, waker)
-
-    def __repr__(self) -> str:
-        return f"on_changed({self._receiver!r})"
-
-
-class _NotifiedBranch(Branch[None]):
-    __slots__ = ("_delivered", "_fut", "_generation", "_notify")
-
-    def __init__(self, notify: Notify, *, enabled: bool) -> None:
-        super().__init__(enabled=enabled)
-        self._notify = notify
-        self._generation = notify._generation
-        self._fut: asyncio.Future[_Wake] | None = None
-        self._delivered: _Wake | None = None
-
-    def poll(self) -> _Pending | None:
-        if self._delivered is not None or self._notify._try_take(self._generation):
-            self._delivered = None
-            self._generation = self._notify._generation
-            return None
-        return PENDING
-
-    def arm(self, waker: asyncio.Future[Any]) -> None:
-        fut = self._notify._new_waiter()
-        fut.add_done_callback(lambda _: wake_future(waker))
-        self._fut = fut
-
-    def disarm(self, waker: asyncio.Future[Any]) -> None:
-        fut, self._fut = self._fut, None
-        if fut is None:
-            return
-        if fut.done() and not fut.cancelled():
-            self._delivered = fut.result()  # keep the wake-up for the next poll
-        else:
-            remove_waiter(self._notify._waiters, fut)
-            fut.cancel()
-
-    def finish(self, won: bool) -> None:
-        if self._delivered is not None and self._delivered is not _Wake.ALL:
-            self._notify._wake_one(self._delivered)  # not used: pass it on
-        self._delivered = None
-
-    def __repr__(self) -> str:
-        return f"on_notified({self._notify!r})"
+def _branch_of(source: object, operation: str, helper: str, expected: str) -> Branch[Any]:
+    if getattr(type(source), "select_operation", None) != operation:
+        raise TypeError(f"{helper}() needs {expected}, got {source!r}")
+    branch: Branch[Any] = source.select_branch()  # type: ignore[attr-defined]
+    return branch
 
 
 class _DeadlineBranch(Branch[None]):
@@ -244,7 +120,7 @@ class _DeadlineBranch(Branch[None]):
         if self._delay is not None:
             self._deadline = loop.time() + self._delay
 
-    def poll(self) -> _Pending | None:
+    def poll(self) -> Pending | None:
         assert self._loop is not None
         assert self._deadline is not None
         return None if self._loop.time() >= self._deadline else PENDING
@@ -273,7 +149,7 @@ class _EventBranch(Branch[None]):
         self._event = event
         self._task: asyncio.Task[Any] | None = None
 
-    def poll(self) -> _Pending | None:
+    def poll(self) -> Pending | None:
         return None if self._event.is_set() else PENDING
 
     def arm(self, waker: asyncio.Future[Any]) -> None:
@@ -298,7 +174,7 @@ class _DoneBranch(Branch[T]):
         super().__init__(enabled=enabled)
         self._future = future
 
-    def poll(self) -> T | _Pending:
+    def poll(self) -> T | Pending:
         future = self._future
         if not future.done():
             return PENDING
@@ -319,37 +195,37 @@ class _DoneBranch(Branch[T]):
         return f"on_done({self._future!r})"
 
 
-def on_recv(receiver: Receiver[T] | BroadcastReceiver[T], *, enabled: bool = True) -> Branch[T]:
+def on_recv(receiver: Selectable[T], *, enabled: bool = True) -> Branch[T]:
     """Branch: receive the next value from an mpsc or broadcast receiver.
 
     Wins with the value; raises from `select` what `try_recv` raises (`ChannelClosed` once
     closed and drained, `Lagged` for a lagging broadcast receiver).
     """
-    if not isinstance(receiver, Receiver | BroadcastReceiver):
-        raise TypeError(f"on_recv() needs a Receiver or BroadcastReceiver, got {receiver!r}")
-    return _RecvBranch(receiver, enabled=enabled)
+    branch = _branch_of(receiver, "recv", "on_recv", "a Receiver or BroadcastReceiver")
+    branch.enabled = enabled
+    return branch
 
 
-def on_changed(receiver: WatchReceiver[T], *, enabled: bool = True) -> Branch[T]:
+def on_changed(receiver: Selectable[T], *, enabled: bool = True) -> Branch[T]:
     """Branch: the watch value changed since this receiver last saw it.
 
     Wins with the new value, marked seen; raises `ChannelClosed` if every sender is closed
     and the current value was seen.
     """
-    if not isinstance(receiver, WatchReceiver):
-        raise TypeError(f"on_changed() needs a WatchReceiver, got {receiver!r}")
-    return _ChangedBranch(receiver, enabled=enabled)
+    branch = _branch_of(receiver, "changed", "on_changed", "a WatchReceiver")
+    branch.enabled = enabled
+    return branch
 
 
-def on_notified(notify: Notify, *, enabled: bool = True) -> Branch[None]:
+def on_notified(notify: Selectable[None], *, enabled: bool = True) -> Branch[None]:
     """Branch: a wake-up from `notify` (a stored permit, `notify_one`, or `notify_waiters`).
 
     Like `notify.notified()`, it is created now: `notify_waiters()` called after this line
     wakes it.
     """
-    if not isinstance(notify, Notify):
-        raise TypeError(f"on_notified() needs a Notify, got {notify!r}")
-    return _NotifiedBranch(notify, enabled=enabled)
+    branch = _branch_of(notify, "notified", "on_notified", "a Notify")
+    branch.enabled = enabled
+    return branch
 
 
 def _finite_seconds(name: str, value: object, *, minimum: float | None) -> float:

@@ -11,13 +11,17 @@ hides the change from the others.
 
 from __future__ import annotations
 
-import asyncio
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, Generic, TypeVar
 
 from telemetry_lab.errors import ChannelClosed, NoReceivers
-from telemetry_lab.primitives._private import ClosingHandle, LoopBinding, remove_waiter, wake_all
+from telemetry_lab.primitives._private import (
+    ClosingHandle,
+    LoopBinding,
+    check_name,
+)
+from telemetry_lab.primitives.waiting import PENDING, Pending, QueueSelectable, WaitQueue
 
 __all__ = ["WatchReceiver", "WatchSender", "WatchStatistics", "watch"]
 
@@ -36,53 +40,63 @@ class WatchStatistics:
     """Sender handles not yet closed."""
     tasks_waiting_changed: int
     """Tasks blocked in `changed()` or `wait_for()`."""
+    name: str | None = None
+    """The name given to `watch()`, or None."""
 
 
 class _WatchState(Generic[T]):
     __slots__ = (
         "binding",
-        "closed_waiters",
+        "changed_queue",
+        "closed_queue",
+        "name",
         "receivers",
         "senders",
         "value",
         "version",
-        "waiters",
     )
 
-    def __init__(self, value: T) -> None:
-        self.binding = LoopBinding("watch channel")
+    def __init__(self, value: T, name: str | None) -> None:
+        self.name = name
+        self.binding = LoopBinding("watch channel" if name is None else f"watch channel {name!r}")
         self.value = value
         self.version = 0
         self.senders = 0
         self.receivers = 0
-        self.waiters: list[asyncio.Future[Any]] = []
-        self.closed_waiters: list[asyncio.Future[Any]] = []
+        # Every waiter is woken by a change, so a wake-up is never passed on.
+        self.changed_queue = WaitQueue(self.binding, self, "changed", on_abandoned=_nothing)
+        self.closed_queue = WaitQueue(self.binding, self, "closed", on_abandoned=_nothing)
 
     def check(self) -> None:
         """Raise before a change if it would wake waiters of another loop."""
-        if self.waiters or self.closed_waiters:
+        if self.changed_queue or self.closed_queue:
             self.binding.check()
 
     def publish(self) -> None:
         self.version += 1
-        wake_all(self.waiters)
+        self.changed_queue.wake_all()
 
-    async def wait(self, waiters: list[asyncio.Future[Any]]) -> None:
-        fut: asyncio.Future[Any] = self.binding.bind().create_future()
-        waiters.append(fut)
-        try:
-            await fut
-        finally:
-            if fut.cancelled():
-                remove_waiter(waiters, fut)
+    def describe(self) -> str:
+        name = "watch" if self.name is None else f"watch {self.name!r}"
+        closed = ", closed" if self.senders == 0 else ""
+        return f"{name} (version {self.version}, {self.receivers} receivers{closed})"
 
     def statistics(self) -> WatchStatistics:
         return WatchStatistics(
             current_version=self.version,
             current_receivers=self.receivers,
             open_send_handles=self.senders,
-            tasks_waiting_changed=sum(not f.done() for f in self.waiters),
+            tasks_waiting_changed=self.changed_queue.tasks_waiting,
+            name=self.name,
         )
+
+
+def _nothing(wake: object) -> None:
+    """A wake-up nobody else needs (every waiter was woken at once)."""
+
+
+def _named(state: _WatchState[Any]) -> str:
+    return "" if state.name is None else f" name={state.name!r}"
 
 
 class WatchSender(ClosingHandle, Generic[T]):
@@ -157,7 +171,7 @@ class WatchSender(ClosingHandle, Generic[T]):
         """Wait until no receiver is left (return at once if none is)."""
         st = self._state
         while st.receivers:
-            await st.wait(st.closed_waiters)
+            await st.closed_queue.park()
 
     def clone(self) -> WatchSender[T]:
         """Return another sender handle for the same channel."""
@@ -172,7 +186,13 @@ class WatchSender(ClosingHandle, Generic[T]):
         self._closed = True
         st.senders -= 1
         if st.senders == 0:
-            wake_all(st.waiters)
+            st.changed_queue.wake_all()
+
+    def _left_waiting(self) -> str | None:
+        st = self._state
+        if not self._closed and st.senders == 1 and st.changed_queue.tasks_waiting:
+            return "receivers still wait for a change or the close from it"
+        return None
 
     @property
     def receiver_count(self) -> int:
@@ -191,12 +211,12 @@ class WatchSender(ClosingHandle, Generic[T]):
     def __repr__(self) -> str:
         st = self._state
         return (
-            f"<WatchSender version={st.version} receivers={st.receivers} "
+            f"<WatchSender{_named(st)} version={st.version} receivers={st.receivers} "
             f"senders={st.senders} closed={self._closed} value={st.value!r}>"
         )
 
 
-class WatchReceiver(ClosingHandle, Generic[T]):
+class WatchReceiver(QueueSelectable, ClosingHandle, Generic[T]):
     """An observer of a watch channel that remembers which version it has seen.
 
     A watch receiver is not a stream of every value: between two looks, only the latest
@@ -204,6 +224,9 @@ class WatchReceiver(ClosingHandle, Generic[T]):
     """
 
     __slots__ = ("_closed", "_seen", "_state")
+
+    select_operation = "changed"
+    """The operation `select_branch()` offers (`on_changed` accepts this receiver)."""
 
     def __init__(self, state: _WatchState[T], *, seen: int) -> None:
         self._state = state
@@ -249,9 +272,22 @@ class WatchReceiver(ClosingHandle, Generic[T]):
         while self._seen == st.version:
             if st.senders == 0:
                 raise ChannelClosed()
-            await st.wait(st.waiters)
+            await st.changed_queue.park(owner=self)
             st = self._open_state()
         self._seen = st.version
+
+    def _poll(self) -> T | Pending:
+        """The logic of `changed()` without waiting: the new value (marked seen), or PENDING."""
+        st = self._open_state()
+        if self._seen != st.version:
+            self._seen = st.version
+            return st.value
+        if st.senders == 0:
+            raise ChannelClosed()
+        return PENDING
+
+    def _select_queue(self) -> WaitQueue:
+        return self._state.changed_queue
 
     async def wait_for(self, predicate: Callable[[T], bool]) -> T:
         """Return the first value, the current one included, for which `predicate` is true.
@@ -270,7 +306,7 @@ class WatchReceiver(ClosingHandle, Generic[T]):
             if st.senders == 0:
                 raise ChannelClosed()
             while self._seen == st.version and st.senders:
-                await st.wait(st.waiters)
+                await st.changed_queue.park(owner=self)
                 st = self._open_state()
 
     def mark_changed(self) -> None:
@@ -293,9 +329,15 @@ class WatchReceiver(ClosingHandle, Generic[T]):
         st.check()
         self._closed = True
         st.receivers -= 1
-        wake_all(st.waiters)  # a changed() waiting on this handle must see the close
+        st.changed_queue.wake_owner(self)  # only a changed() waiting on this handle
         if st.receivers == 0:
-            wake_all(st.closed_waiters)
+            st.closed_queue.wake_all()
+
+    def _left_waiting(self) -> str | None:
+        st = self._state
+        if not self._closed and st.receivers == 1 and st.closed_queue.tasks_waiting:
+            return "a task still waits in closed() for it to unsubscribe"
+        return None
 
     @property
     def is_closed(self) -> bool:
@@ -309,15 +351,16 @@ class WatchReceiver(ClosingHandle, Generic[T]):
     def __repr__(self) -> str:
         st = self._state
         return (
-            f"<WatchReceiver version={st.version} seen={self._seen} "
+            f"<WatchReceiver{_named(st)} version={st.version} seen={self._seen} "
             f"senders={st.senders} closed={self._closed}>"
         )
 
 
-def watch(initial: T) -> tuple[WatchSender[T], WatchReceiver[T]]:
+def watch(initial: T, *, name: str | None = None) -> tuple[WatchSender[T], WatchReceiver[T]]:
     """Create a watch channel holding `initial`; return `(sender, receiver)`.
 
-    The initial value counts as seen by the first receiver.
+    The initial value counts as seen by the first receiver. `name` is how reprs,
+    statistics and the console call the channel.
     """
-    state = _WatchState(initial)
+    state = _WatchState(initial, check_name(name))
     return WatchSender(state), WatchReceiver(state, seen=0)

@@ -1,0 +1,375 @@
+"""Park tasks on a resource and wake them: the waiting core that every primitive shares.
+
+A `WaitQueue` is the list of tasks waiting for one operation on one resource (the senders
+waiting for room in a channel, the receivers waiting for a value, the tasks waiting on a
+`Notify`). It is the only place where waiters are created, woken and removed, in the
+spirit of Trio's `ParkingLot` and CPython's `asyncio.Semaphore`:
+
+- a waiter is a future created at wait time from the running loop (so a primitive can be
+  built in one notebook cell and awaited in another), bound to the resource's loop;
+- a waker never resolves a future that is already done, and skips to the next waiter;
+- a waiter that was woken and then cancelled before it could use its wake-up hands it
+  back to the queue (`abandon`), which passes it on to the next waiter, or to whatever
+  the primitive decides (a reserved channel slot is freed, a `Notify` stores its permit);
+- each waiter records which task waits, since when, and for which handle (`owner`), so a
+  handle's `close()` wakes only its own waiters and a console can say who waits on what.
+
+`select()` takes part through `Branch`: a branch polls an operation without waiting, and
+between polls registers the select's waker in the operation's queue. `QueueBranch` is that
+branch for any operation backed by a `WaitQueue`; a primitive offers its branches through
+a public `select_branch()` method, so a new primitive joins `select` without changes to
+`select.py`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import weakref
+from abc import ABC, abstractmethod
+from collections import deque
+from collections.abc import Callable
+from typing import Any, ClassVar, Final, Generic, Protocol, TypeVar
+
+from telemetry_lab.primitives._private import LoopBinding
+
+__all__ = [
+    "PENDING",
+    "Branch",
+    "Pending",
+    "QueueBranch",
+    "QueueSelectable",
+    "Resource",
+    "WaitQueue",
+    "Waiter",
+    "wait_queues",
+]
+
+T = TypeVar("T")
+T_co = TypeVar("T_co", covariant=True)
+
+
+class Pending:
+    """The type of `PENDING`: an operation that would have to wait."""
+
+    __slots__ = ()
+
+    def __repr__(self) -> str:
+        return "PENDING"
+
+
+PENDING: Final = Pending()
+"""What a non-waiting poll returns when the operation is not ready (nothing changed)."""
+
+
+class Resource(Protocol):
+    """What a wait queue knows of the primitive it belongs to."""
+
+    @property
+    def name(self) -> str | None:
+        """The name given at creation (`channel(50, name="telemetry")`), or None."""
+
+    def describe(self) -> str:
+        """Say in plain words what the resource is and its state: `channel 'x' (3/50 full)`."""
+
+
+class Waiter:
+    """One registration in a `WaitQueue`: a parked task, or a `select` listening."""
+
+    __slots__ = ("future", "owner", "since", "task", "value", "woken")
+
+    def __init__(
+        self,
+        future: asyncio.Future[Any],
+        task: asyncio.Task[Any] | None,
+        since: float,
+        owner: object,
+    ) -> None:
+        self.future = future
+        """Resolved by the wake-up (shared by every branch of one `select`)."""
+        self.task = task
+        """The task that waits (None outside a task)."""
+        self.since = since
+        """Loop time at which it started waiting."""
+        self.owner = owner
+        """The handle it waits through (closing that handle wakes it), or None."""
+        self.woken = False
+        """Whether this queue chose it (it may since have been cancelled)."""
+        self.value: Any = None
+        """What the wake-up carried (a granted slot, the kind of notification)."""
+
+    def wake(self, value: Any) -> bool:
+        """Resolve the future with `value` unless it is done; return whether it was woken."""
+        future = self.future
+        if future.done():
+            return False  # cancelled, or a `select` another branch already woke
+        self.woken = True
+        self.value = value
+        future.set_result(value)
+        return True
+
+    def __repr__(self) -> str:
+        name = self.task.get_name() if self.task is not None else None
+        return f"<Waiter task={name!r} since={self.since:.3f} woken={self.woken}>"
+
+
+_queues: weakref.WeakSet[WaitQueue] = weakref.WeakSet()
+
+
+def wait_queues() -> list[WaitQueue]:
+    """Return every live wait queue (for observers such as a console; not for control)."""
+    return list(_queues)
+
+
+class WaitQueue(deque[Waiter]):
+    """The tasks waiting for one operation on one resource, in arrival order.
+
+    A wait queue is not a lock or a condition: it holds no state of the resource, it only
+    parks and wakes. The resource decides when to wake whom, and what a wake-up that its
+    waiter could not use becomes (`on_abandoned`; by default it goes to the next waiter).
+
+    Args:
+        binding: the loop binding of the resource (checked when a waiter is created).
+        resource: the primitive's state, for descriptions (`describe()`, `name`).
+        operation: what the waiters do: "send", "recv", "changed", "notified", ...
+        on_abandoned: called with a wake-up's value when its waiter was woken and then
+            cancelled (or a `select` that was woken chose another branch).
+    """
+
+    __slots__ = ("_on_abandoned", "binding", "operation", "resource")
+
+    def __init__(
+        self,
+        binding: LoopBinding,
+        resource: Resource,
+        operation: str,
+        *,
+        on_abandoned: Callable[[Any], None] | None = None,
+    ) -> None:
+        super().__init__()
+        self.binding = binding
+        self.resource = resource
+        self.operation = operation
+        self._on_abandoned = on_abandoned
+        _queues.add(self)
+
+    # --- waiting -------------------------------------------------------------------------
+
+    async def park(self, owner: object = None) -> Any:
+        """Wait until a waker chooses this task; return the wake-up's value.
+
+        Raises:
+            asyncio.CancelledError: the task was cancelled; the waiter is gone, and a
+                wake-up it had already received is passed on (`abandon`).
+            RuntimeError: the resource belongs to another event loop.
+        """
+        loop = self.binding.bind()
+        future: asyncio.Future[Any] = loop.create_future()
+        waiter = Waiter(future, asyncio.current_task(loop), loop.time(), owner)
+        self.append(waiter)
+        try:
+            return await future
+        except asyncio.CancelledError:
+            if waiter.woken:
+                self.abandon(waiter.value)  # chosen, then cancelled: pass the wake-up on
+            else:
+                self._forget(waiter)
+            raise
+
+    def register(self, future: asyncio.Future[Any], owner: object = None) -> Waiter:
+        """Queue `future` to be resolved by a wake-up (`select`'s waker); return the waiter."""
+        loop = self.binding.bind()
+        waiter = Waiter(future, asyncio.current_task(loop), loop.time(), owner)
+        self.append(waiter)
+        return waiter
+
+    def unregister(self, waiter: Waiter) -> bool:
+        """Stop listening with `waiter`; return whether it had been woken (then it is gone)."""
+        if not waiter.woken:
+            self._forget(waiter)
+        return waiter.woken
+
+    def _forget(self, waiter: Waiter) -> None:
+        with contextlib.suppress(ValueError):  # a waker may already have popped it
+            self.remove(waiter)
+
+    def abandon(self, value: Any = None) -> None:
+        """Hand back a wake-up that its waiter could not use."""
+        if self._on_abandoned is not None:
+            self._on_abandoned(value)
+        else:
+            self.wake_one(value)
+
+    # --- waking --------------------------------------------------------------------------
+
+    def wake_one(self, value: Any = None) -> bool:
+        """Wake the longest-waiting waiter; return False if nobody could be woken."""
+        while self:
+            if self.popleft().wake(value):
+                return True
+        return False
+
+    def wake_last(self, value: Any = None) -> bool:
+        """Wake the most recent waiter; return False if nobody could be woken."""
+        while self:
+            if self.pop().wake(value):
+                return True
+        return False
+
+    def wake_all(self, value: Any = None) -> int:
+        """Wake every waiter; return how many were woken."""
+        woken = 0
+        for waiter in self:
+            woken += waiter.wake(value)
+        self.clear()
+        return woken
+
+    def wake_owner(self, owner: object, value: Any = None) -> int:
+        """Wake the waiters that wait through the handle `owner`; return how many."""
+        mine = [waiter for waiter in self if waiter.owner is owner]
+        for waiter in mine:
+            self.remove(waiter)
+            waiter.wake(value)
+        return len(mine)
+
+    def has_owner(self, owner: object) -> bool:
+        """Whether a waiter waits through the handle `owner`."""
+        return any(waiter.owner is owner for waiter in self)
+
+    # --- observing -----------------------------------------------------------------------
+
+    @property
+    def tasks_waiting(self) -> int:
+        """Waiters not yet woken (a `select` woken by another branch no longer counts)."""
+        return sum(not waiter.future.done() for waiter in self)
+
+    def waiters(self) -> list[Waiter]:
+        """The waiters not yet woken, oldest first (a snapshot)."""
+        return [waiter for waiter in self if not waiter.future.done()]
+
+    def __repr__(self) -> str:
+        return (
+            f"<WaitQueue {self.operation} on {self.resource.describe()} "
+            f"waiting={self.tasks_waiting}>"
+        )
+
+    # A queue is identified by itself, not by its contents (deque compares items).
+    __eq__ = object.__eq__
+    __hash__ = object.__hash__  # type: ignore[assignment]
+
+
+class Branch(ABC, Generic[T_co]):
+    """One operation that `select` can wait for.
+
+    A branch is *polled*: `poll()` completes the operation only if it can do so without
+    waiting ("take now"), and otherwise returns `PENDING` and changes nothing. Between
+    polls, `arm()` registers a future to be woken when the branch may have become ready
+    ("register me"), and `disarm()` unregisters it. `finish()` runs once when `select`
+    ends, to hand back anything the branch holds but did not use.
+    """
+
+    __slots__ = ("enabled",)
+
+    def __init__(self, *, enabled: bool = True) -> None:
+        self.enabled = enabled
+
+    def start(self, loop: asyncio.AbstractEventLoop) -> None:
+        """Prepare for one `select` call (e.g. fix a timeout's deadline)."""
+
+    @abstractmethod
+    def poll(self) -> T_co | Pending:
+        """Complete the operation now and return its value, or return `PENDING`."""
+
+    @abstractmethod
+    def arm(self, waker: asyncio.Future[Any]) -> None:
+        """Arrange for `waker` to be resolved when this branch may be ready."""
+
+    @abstractmethod
+    def disarm(self, waker: asyncio.Future[Any]) -> None:
+        """Undo `arm`."""
+
+    def finish(self, won: bool) -> None:
+        """Release what this branch holds; `won` says whether it was selected."""
+
+
+class QueueSelectable:
+    """Mixin for a handle whose operation parks in a `WaitQueue`: it makes its branch.
+
+    The handle names the operation (`select_operation`), gives its non-waiting form
+    (`_poll`: a value, `PENDING`, or an exception) and the queue a waiting task would park
+    in (`_select_queue`); `select_branch()` does the rest.
+    """
+
+    __slots__ = ()
+
+    select_operation: ClassVar[str]
+
+    def _poll(self) -> Any:
+        raise NotImplementedError
+
+    def _select_queue(self) -> WaitQueue:
+        raise NotImplementedError
+
+    def select_branch(self, *, enabled: bool = True) -> QueueBranch[Any]:
+        """Return a `select` branch for this handle's operation (`on_recv` makes one)."""
+        return QueueBranch(
+            self._poll,
+            self._select_queue(),
+            owner=self,
+            label=f"on_{self.select_operation}({self!r})",
+            enabled=enabled,
+        )
+
+
+class QueueBranch(Branch[T]):
+    """A `select` branch for an operation whose waiters live in a `WaitQueue`.
+
+    Args:
+        poll: the operation's non-waiting form: its value, `PENDING`, or an exception.
+        queue: where a task waiting for the operation would park.
+        owner: the handle it goes through (its `close()` wakes the branch).
+        label: how the branch shows in reprs (`on_recv(<Receiver ...>)`).
+    """
+
+    __slots__ = ("_label", "_owner", "_poll", "_queue", "_waiter", "_woken", "_woken_value")
+
+    def __init__(
+        self,
+        poll: Callable[[], T | Pending],
+        queue: WaitQueue,
+        *,
+        owner: object = None,
+        label: str,
+        enabled: bool = True,
+    ) -> None:
+        super().__init__(enabled=enabled)
+        self._poll = poll
+        self._queue = queue
+        self._owner = owner
+        self._label = label
+        self._waiter: Waiter | None = None
+        self._woken = False
+        self._woken_value: Any = None
+
+    def poll(self) -> T | Pending:
+        value = self._poll()
+        if value is not PENDING:
+            self._woken = False  # a wake-up we received is used
+        return value
+
+    def arm(self, waker: asyncio.Future[Any]) -> None:
+        self._waiter = self._queue.register(waker, self._owner)
+
+    def disarm(self, waker: asyncio.Future[Any]) -> None:
+        waiter, self._waiter = self._waiter, None
+        if waiter is not None and self._queue.unregister(waiter):
+            self._woken = True
+            self._woken_value = waiter.value
+
+    def finish(self, won: bool) -> None:
+        if self._woken and not won:
+            self._queue.abandon(self._woken_value)  # another branch won: pass it on
+        self._woken = False
+
+    def __repr__(self) -> str:
+        return self._label
