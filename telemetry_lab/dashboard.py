@@ -121,7 +121,7 @@ class Dashboard:
         self.gateway: Gateway | None = None
         self.report: Report | None = None
         self._plot: DashboardFigure = DashboardFigure(self.config)
-        self._tasks: JoinSet[Any] = JoinSet()
+        self._tasks: JoinSet[Any] = JoinSet(name="dashboard")
         self._watcher: asyncio.Task[None] | None = None
         self._watching = False  # from a run's start until its watcher has shown its end
         try:

@@ -60,11 +60,14 @@ class Gateway:
         """The report of the finished run (drained, timed out, cancelled or aborted)."""
         self.run_id: int | None = None
         """This run's id in the database file, once the run has opened it."""
-        self._telemetry_tx, self._telemetry_rx = channel[Reading](config.telemetry_capacity)
-        self._storage_tx, self._storage_rx = channel[Reading](config.storage_capacity)
-        self._updates_tx, first_rx = broadcast[StateUpdate](config.broadcast_capacity)
-        self._state_tx, self.state = watch(SystemState())
-        self._knobs_tx, self._knobs_rx = watch(Knobs.from_config(config))
+        c = config
+        self._telemetry_tx, self._telemetry_rx = channel[Reading](
+            c.telemetry_capacity, name="telemetry"
+        )
+        self._storage_tx, self._storage_rx = channel[Reading](c.storage_capacity, name="storage")
+        self._updates_tx, first_rx = broadcast[StateUpdate](c.broadcast_capacity, name="updates")
+        self._state_tx, self.state = watch(SystemState(), name="state")
+        self._knobs_tx, self._knobs_rx = watch(Knobs.from_config(config), name="knobs")
         knobs = self._knobs_rx.borrow  # the one source of every stage's live knobs
         self.bandwidth = MeteredSemaphore(config.device_bandwidth)
         self.supervisor = Supervisor()
@@ -237,10 +240,7 @@ class Gateway:
 
 
 def __getattr__(name: str) -> object:
-    """Provide the entry points of `telemetry_lab.entry` (PEP 562): the very same objects.
-
-    `entry` imports `Gateway` from here, so importing it at the top would be a cycle.
-    """
+    """Provide `entry`'s run, run_gateway, start (PEP 562: `entry` imports this module)."""
     if name in ("run", "run_gateway", "start"):
         from telemetry_lab import entry
 

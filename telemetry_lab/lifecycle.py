@@ -127,16 +127,16 @@ class RunControl:
         self.ended_by = "duration"
         """What ended the run: "duration", "stop", "cancel", "abort" or "failure"."""
         self.stop_requested = self.abort_requested = False
-        self.tasks = JoinSet[None]()
+        self.tasks = JoinSet[None](name="gateway")
         """The run's tasks: every one is joined (or cancelled) by the drain."""
         self.tasks_started = self.tasks_stopped_cleanly = 0
         self.errors: list[str] = []
         """Tasks that failed, in words."""
         self._owner, self._config = owner, config
-        self._stop_tx, self._stop_rx = watch(False)
-        self._shutdown_tx, shutdown = watch(False)
+        self._stop_tx, self._stop_rx = watch(False, name="stop")
+        self._shutdown_tx, shutdown = watch(False, name="shutdown")
         no_deadline: float | None = None  # the drain's deadline, once it has started
-        self._deadline_tx, deadline = watch(no_deadline)
+        self._deadline_tx, deadline = watch(no_deadline, name="deadline")
         shutdown.close()  # the tasks subscribe (see below)
         deadline.close()
 

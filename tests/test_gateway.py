@@ -590,3 +590,15 @@ def test_ctrl_c_in_a_script_using_run(tmp_path: Path, presses: int) -> None:
         assert json.loads(out) == {"ended_by": "stop", "ok": True}
     else:
         assert out == "KeyboardInterrupt\n"
+
+
+def test_the_gateway_names_its_primitives(tmp_path: Path) -> None:
+    """Reprs, statistics and the console say which channel is which."""
+    gw = Gateway(GatewayConfig(db_path=tmp_path / "t.db"))
+    s = gw.statistics()
+    assert (s.telemetry.name, s.storage_channel.name, s.updates.name) == (
+        "telemetry",
+        "storage",
+        "updates",
+    )
+    assert "name='state'" in repr(gw.state)
