@@ -12,7 +12,6 @@ wait in FIFO order, and a freed slot is *reserved* for the first waiting sender,
 
 from __future__ import annotations
 
-import asyncio
 from collections import deque
 from dataclasses import dataclass
 from typing import Any, Generic, TypeVar
@@ -81,8 +80,6 @@ class _ChannelState(Generic[T]):
         "send_queue",
         "total_blocked_sends",
         "total_received",
-        "total_send_wait",
-        "total_sent",
     )
 
     def __init__(self, capacity: int, name: str | None) -> None:
@@ -91,14 +88,14 @@ class _ChannelState(Generic[T]):
         self.binding = LoopBinding("channel" if name is None else f"channel {name!r}")
         self.buffer: deque[T] = deque()
         self.reserved = 0
-        self.send_queue = WaitQueue(self.binding, self, "send", on_abandoned=self._slot_abandoned)
+        self.send_queue = WaitQueue(
+            self.binding, self, "send", on_abandoned=self._slot_abandoned, timed=True
+        )
         self.recv_queue = WaitQueue(self.binding, self, "recv", on_abandoned=self._recv_abandoned)
         self.open_senders = 0
         self.receiver_closed = False
-        self.total_sent = 0
         self.total_received = 0
         self.total_blocked_sends = 0
-        self.total_send_wait = 0.0
 
     @property
     def closed_for_receiver(self) -> bool:
@@ -111,7 +108,6 @@ class _ChannelState(Generic[T]):
             self.recv_queue.wake_one()
         else:
             self.buffer.append(value)
-        self.total_sent += 1
 
     def take(self, limit: int) -> list[T]:
         """Pop up to `limit` buffered values (there is one) and grant their slots."""
@@ -159,10 +155,10 @@ class _ChannelState(Generic[T]):
             open_receive_handles=0 if self.receiver_closed else 1,
             tasks_waiting_send=self.send_queue.tasks_waiting,
             tasks_waiting_receive=self.recv_queue.tasks_waiting,
-            total_sent=self.total_sent,
+            total_sent=self.total_received + len(self.buffer),  # every value accepted
             total_received=self.total_received,
             total_blocked_sends=self.total_blocked_sends,
-            total_send_wait=self.total_send_wait,
+            total_send_wait=self.send_queue.total_wait,
             name=self.name,
         )
 
@@ -198,7 +194,6 @@ class Sender(ClosingHandle, Generic[T_contra]):
             st.push(value)  # wakes the receiver
         else:
             st.buffer.append(value)
-            st.total_sent += 1
         return True
 
     async def send(self, value: T_contra) -> None:
@@ -208,18 +203,11 @@ class Sender(ClosingHandle, Generic[T_contra]):
             ChannelClosed: the receiver is closed, or this handle is (before or while
                 waiting); the value was not enqueued and is on `.value`.
         """
-        if not self._offer(value):
-            await self._send_when_granted(value)
-
-    async def _send_when_granted(self, value: T_contra) -> None:
+        if self._offer(value):
+            return
         st = self._state
         st.total_blocked_sends += 1
-        loop = asyncio.get_running_loop()
-        started = loop.time()
-        try:
-            granted = await st.send_queue.park(owner=self)
-        finally:
-            st.total_send_wait += loop.time() - started
+        granted = await st.send_queue.park(owner=self)
         if granted is not _GRANTED:
             raise ChannelClosed(value=value)
         st.reserved -= 1

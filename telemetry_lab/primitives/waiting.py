@@ -11,8 +11,9 @@ spirit of Trio's `ParkingLot` and CPython's `asyncio.Semaphore`:
 - a waiter that was woken and then cancelled before it could use its wake-up hands it
   back to the queue (`abandon`), which passes it on to the next waiter, or to whatever
   the primitive decides (a reserved channel slot is freed, a `Notify` stores its permit);
-- each waiter records which task waits, since when, and for which handle (`owner`), so a
-  handle's `close()` wakes only its own waiters and a console can say who waits on what.
+- each waiter records which task waits and for which handle (`owner`), so a handle's
+  `close()` wakes only its own waiters and a console can say who waits on what; a `timed`
+  queue also records since when, and sums the time waited (a channel's senders).
 
 `select()` takes part through `Branch`: a branch polls an operation without waiting, and
 between polls registers the select's waker in the operation's queue. `QueueBranch` is that
@@ -76,13 +77,13 @@ class Resource(Protocol):
 class Waiter:
     """One registration in a `WaitQueue`: a parked task, or a `select` listening."""
 
-    __slots__ = ("future", "owner", "since", "task", "value", "woken")
+    __slots__ = ("future", "owner", "since", "task", "woken")
 
     def __init__(
         self,
         future: asyncio.Future[Any],
         task: asyncio.Task[Any] | None,
-        since: float,
+        since: float | None,
         owner: object,
     ) -> None:
         self.future = future
@@ -90,13 +91,20 @@ class Waiter:
         self.task = task
         """The task that waits (None outside a task)."""
         self.since = since
-        """Loop time at which it started waiting."""
+        """Loop time at which it started waiting (queues that are `timed`), else None."""
         self.owner = owner
         """The handle it waits through (closing that handle wakes it), or None."""
         self.woken = False
         """Whether this queue chose it (it may since have been cancelled)."""
-        self.value: Any = None
-        """What the wake-up carried (a granted slot, the kind of notification)."""
+
+    @property
+    def value(self) -> Any:
+        """What the wake-up carried (a granted slot, the kind of notification), once woken.
+
+        The future's result: the first wake-up that reached it, which is this queue's own
+        whenever `woken` is true (a queue never wakes a future that is already done).
+        """
+        return self.future.result() if self.woken else None
 
     def wake(self, value: Any) -> bool:
         """Resolve the future with `value` unless it is done; return whether it was woken."""
@@ -104,13 +112,12 @@ class Waiter:
         if future.done():
             return False  # cancelled, or a `select` another branch already woke
         self.woken = True
-        self.value = value
         future.set_result(value)
         return True
 
     def __repr__(self) -> str:
         name = self.task.get_name() if self.task is not None else None
-        return f"<Waiter task={name!r} since={self.since:.3f} woken={self.woken}>"
+        return f"<Waiter task={name!r} since={self.since} woken={self.woken}>"
 
 
 _queues: weakref.WeakSet[WaitQueue] = weakref.WeakSet()
@@ -134,9 +141,12 @@ class WaitQueue(deque[Waiter]):
         operation: what the waiters do: "send", "recv", "changed", "notified", ...
         on_abandoned: called with a wake-up's value when its waiter was woken and then
             cancelled (or a `select` that was woken chose another branch).
+        timed: record when each waiter started waiting, and sum the time waited in
+            `total_wait` (two clock reads per wait: for the waits a statistic reports,
+            such as backpressure on a channel's senders).
     """
 
-    __slots__ = ("_on_abandoned", "binding", "operation", "resource")
+    __slots__ = ("_on_abandoned", "binding", "operation", "resource", "timed", "total_wait")
 
     def __init__(
         self,
@@ -145,12 +155,16 @@ class WaitQueue(deque[Waiter]):
         operation: str,
         *,
         on_abandoned: Callable[[Any], None] | None = None,
+        timed: bool = False,
     ) -> None:
         super().__init__()
+        self.timed = timed
         self.binding = binding
         self.resource = resource
         self.operation = operation
         self._on_abandoned = on_abandoned
+        self.total_wait = 0.0
+        """Loop seconds that parked tasks spent waiting here, summed as they resume (timed)."""
         _queues.add(self)
 
     # --- waiting -------------------------------------------------------------------------
@@ -163,9 +177,12 @@ class WaitQueue(deque[Waiter]):
                 wake-up it had already received is passed on (`abandon`).
             RuntimeError: the resource belongs to another event loop.
         """
-        loop = self.binding.bind()
+        loop = asyncio.get_running_loop()
+        if loop is not self.binding.loop:
+            self.binding.bind()  # binds, or raises if the resource belongs to another loop
         future: asyncio.Future[Any] = loop.create_future()
-        waiter = Waiter(future, asyncio.current_task(loop), loop.time(), owner)
+        since = loop.time() if self.timed else None
+        waiter = Waiter(future, asyncio.current_task(loop), since, owner)
         self.append(waiter)
         try:
             return await future
@@ -175,11 +192,14 @@ class WaitQueue(deque[Waiter]):
             else:
                 self._forget(waiter)
             raise
+        finally:
+            if since is not None:
+                self.total_wait += loop.time() - since
 
     def register(self, future: asyncio.Future[Any], owner: object = None) -> Waiter:
         """Queue `future` to be resolved by a wake-up (`select`'s waker); return the waiter."""
         loop = self.binding.bind()
-        waiter = Waiter(future, asyncio.current_task(loop), loop.time(), owner)
+        waiter = Waiter(future, asyncio.current_task(loop), None, owner)
         self.append(waiter)
         return waiter
 
