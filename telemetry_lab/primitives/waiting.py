@@ -332,13 +332,7 @@ class QueueSelectable:
 
     def select_branch(self, *, enabled: bool = True) -> QueueBranch[Any]:
         """Return a `select` branch for this handle's operation (`on_recv` makes one)."""
-        return QueueBranch(
-            self._poll,
-            self._select_queue(),
-            owner=self,
-            label=f"on_{self.select_operation}({self!r})",
-            enabled=enabled,
-        )
+        return QueueBranch(self._poll, self._select_queue(), owner=self, enabled=enabled)
 
 
 class QueueBranch(Branch[T]):
@@ -347,8 +341,9 @@ class QueueBranch(Branch[T]):
     Args:
         poll: the operation's non-waiting form: its value, `PENDING`, or an exception.
         queue: where a task waiting for the operation would park.
-        owner: the handle it goes through (its `close()` wakes the branch).
-        label: how the branch shows in reprs (`on_recv(<Receiver ...>)`).
+        owner: the handle it goes through (its `close()` wakes the branch); the branch
+            shows as `on_<operation>(<owner>)`, made only when a repr is asked for.
+        label: how the branch shows in reprs instead.
     """
 
     __slots__ = ("_label", "_owner", "_poll", "_queue", "_waiter", "_woken", "_woken_value")
@@ -359,7 +354,7 @@ class QueueBranch(Branch[T]):
         queue: WaitQueue,
         *,
         owner: object = None,
-        label: str,
+        label: str | None = None,
         enabled: bool = True,
     ) -> None:
         super().__init__(enabled=enabled)
@@ -392,4 +387,6 @@ class QueueBranch(Branch[T]):
         self._woken = False
 
     def __repr__(self) -> str:
-        return self._label
+        if self._label is not None:
+            return self._label
+        return f"on_{getattr(self._owner, 'select_operation', 'wait')}({self._owner!r})"
