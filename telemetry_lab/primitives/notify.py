@@ -17,7 +17,7 @@ from enum import Enum
 from typing import Any, ClassVar
 
 from telemetry_lab.primitives._private import LoopBinding, check_name
-from telemetry_lab.primitives.waiting import PENDING, Branch, Pending, WaitQueue
+from telemetry_lab.primitives.waiting import PENDING, Branch, Pending, QueueBranch, WaitQueue
 
 __all__ = ["Notified", "Notify", "NotifyStatistics"]
 
@@ -179,37 +179,22 @@ class Notified:
         return f"<Notified of {self._notify!r} awaited={self._awaited}>"
 
 
-class _NotifiedBranch(Branch[None]):
-    """`select`'s view of one `notified()`: a wake-up delivered while armed is kept."""
+class _NotifiedBranch(QueueBranch[None]):
+    """`select`'s view of one `notified()`: a wake-up delivered while armed makes it ready.
 
-    __slots__ = ("_delivered", "_generation", "_notify", "_waiter")
+    `QueueBranch` keeps a wake-up that reached the branch and hands an unused one back to
+    the queue, which passes it on (`Notify._pass_on`).
+    """
+
+    __slots__ = ("_generation", "_notify")
 
     def __init__(self, notify: Notify, *, enabled: bool) -> None:
-        super().__init__(enabled=enabled)
+        super().__init__(self._take, notify._queue, owner=notify, enabled=enabled)
         self._notify = notify
         self._generation = notify._generation
-        self._waiter: Any = None
-        self._delivered: _Wake | None = None
 
-    def poll(self) -> Pending | None:
-        if self._delivered is not None or self._notify._try_take(self._generation):
-            self._delivered = None
+    def _take(self) -> Pending | None:
+        if self._woken or self._notify._try_take(self._generation):
             self._generation = self._notify._generation
             return None
         return PENDING
-
-    def arm(self, waker: Any) -> None:
-        self._waiter = self._notify._queue.register(waker)
-
-    def disarm(self, waker: Any) -> None:
-        waiter, self._waiter = self._waiter, None
-        if waiter is not None and self._notify._queue.unregister(waiter):
-            self._delivered = waiter.value  # keep the wake-up for the next poll
-
-    def finish(self, won: bool) -> None:
-        if self._delivered is not None:
-            self._notify._pass_on(self._delivered)  # not used: pass it on
-        self._delivered = None
-
-    def __repr__(self) -> str:
-        return f"on_notified({self._notify!r})"
