@@ -69,7 +69,7 @@ class Gateway:
         self._state_tx, self.state = watch(SystemState(), name="state")
         self._knobs_tx, self._knobs_rx = watch(Knobs.from_config(config), name="knobs")
         knobs = self._knobs_rx.borrow  # the one source of every stage's live knobs
-        self.bandwidth = MeteredSemaphore(config.device_bandwidth)
+        self.bandwidth = MeteredSemaphore(config.device_bandwidth, name="bandwidth")
         self.supervisor = Supervisor()
         self.devices = [
             Device(

@@ -9,13 +9,22 @@ counts permits in use and time spent waiting, and `MetricsSeries`, a bounded tim
 from __future__ import annotations
 
 import asyncio
+import weakref
 from collections import deque
 from collections.abc import Iterator
 from dataclasses import dataclass
 from types import TracebackType
-from typing import Literal
+from typing import Any, Literal
 
-__all__ = ["MeteredSemaphore", "MetricsSeries", "Sample", "SemaphoreStatistics"]
+from telemetry_lab.primitives._private import check_name
+
+__all__ = [
+    "MeteredSemaphore",
+    "MetricsSeries",
+    "Sample",
+    "SemaphoreStatistics",
+    "metered_semaphores",
+]
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -34,6 +43,16 @@ class SemaphoreStatistics:
     """Successful acquisitions."""
     total_wait: float
     """Loop-time seconds spent waiting in `acquire()`, summed over acquisitions."""
+    name: str | None = None
+    """The name given to the semaphore, or None."""
+
+
+_semaphores: weakref.WeakSet[MeteredSemaphore] = weakref.WeakSet()
+
+
+def metered_semaphores() -> list[MeteredSemaphore]:
+    """Every live `MeteredSemaphore` (for observers such as the console)."""
+    return list(_semaphores)
 
 
 class MeteredSemaphore(asyncio.Semaphore):
@@ -43,14 +62,18 @@ class MeteredSemaphore(asyncio.Semaphore):
     bounded semaphore, and releasing more than was acquired is a bug it refuses.
     """
 
-    def __init__(self, permits: int) -> None:
+    def __init__(self, permits: int, *, name: str | None = None) -> None:
         if permits < 1:
             raise ValueError(f"permits must be >= 1, got {permits!r}")
         super().__init__(permits)
+        self.name = check_name(name)
+        """How reprs, statistics and the console call it."""
+        self.waiting_tasks: list[asyncio.Task[Any] | None] = []
+        """The tasks blocked in `acquire()` now, oldest first (for observers)."""
+        _semaphores.add(self)
         self._max_permits = permits
         self._in_use = 0
         self._max_in_use = 0
-        self._waiting = 0
         self._acquired = 0
         self._wait = 0.0
 
@@ -61,11 +84,12 @@ class MeteredSemaphore(asyncio.Semaphore):
         else:
             loop = asyncio.get_running_loop()
             started = loop.time()
-            self._waiting += 1
+            task = asyncio.current_task(loop)
+            self.waiting_tasks.append(task)
             try:
                 await super().acquire()
             finally:
-                self._waiting -= 1
+                self.waiting_tasks.remove(task)
                 self._wait += loop.time() - started
         self._in_use += 1
         self._acquired += 1
@@ -91,10 +115,22 @@ class MeteredSemaphore(asyncio.Semaphore):
             max_permits=self._max_permits,
             current_in_use=self._in_use,
             max_in_use=self._max_in_use,
-            tasks_waiting=self._waiting,
+            tasks_waiting=len(self.waiting_tasks),
             total_acquired=self._acquired,
             total_wait=self._wait,
+            name=self.name,
         )
+
+    @property
+    def closed(self) -> bool:
+        """Always False: a semaphore never ends (for observers)."""
+        return False
+
+    def describe(self) -> str:
+        """Say what it is and its state: `semaphore 'db' (2/2 in use, 3 waiting)`."""
+        name = "semaphore" if self.name is None else f"semaphore {self.name!r}"
+        waiting = len(self.waiting_tasks)
+        return f"{name} ({self._in_use}/{self._max_permits} in use, {waiting} waiting)"
 
     async def __aenter__(self) -> None:
         await self.acquire()
@@ -108,9 +144,10 @@ class MeteredSemaphore(asyncio.Semaphore):
         self.release()
 
     def __repr__(self) -> str:
+        named = "" if self.name is None else f" name={self.name!r}"
         return (
-            f"<MeteredSemaphore permits={self._max_permits} in_use={self._in_use} "
-            f"waiting={self._waiting}>"
+            f"<MeteredSemaphore{named} permits={self._max_permits} in_use={self._in_use} "
+            f"waiting={len(self.waiting_tasks)}>"
         )
 
 

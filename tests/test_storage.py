@@ -154,6 +154,7 @@ def test_open_creates_the_schema_in_wal_mode(tmp_path: Path) -> None:
         tasks_waiting=0,
         total_acquired=0,
         total_wait=0.0,
+        name="db",
     )
     assert query(path, "PRAGMA journal_mode") == [("wal",)]
     columns = [c[1] for c in query(path, "PRAGMA table_info(readings)")]
@@ -244,7 +245,7 @@ def test_acquire_release_and_repr(tmp_path: Path) -> None:
         try:
             assert repr(pool) == (
                 f"<ConnectionPool path={str(path)!r} run_id=1 "
-                "<MeteredSemaphore permits=2 in_use=0 waiting=0>>"
+                "<MeteredSemaphore name='db' permits=2 in_use=0 waiting=0>>"
             )
             a = await pool.acquire()
             b = await pool.acquire()
@@ -253,7 +254,7 @@ def test_acquire_release_and_repr(tmp_path: Path) -> None:
             await asyncio.sleep(2)
             assert repr(pool) == (
                 f"<ConnectionPool path={str(path)!r} run_id=1 "
-                "<MeteredSemaphore permits=2 in_use=2 waiting=1>>"
+                "<MeteredSemaphore name='db' permits=2 in_use=2 waiting=1>>"
             )
             pool.release(a)
             c = await waiter
@@ -267,6 +268,7 @@ def test_acquire_release_and_repr(tmp_path: Path) -> None:
                 tasks_waiting=0,
                 total_acquired=3,
                 total_wait=2.0,
+                name="db",
             )
         finally:
             await pool.close()

@@ -106,9 +106,12 @@ class ClosingHandle:
     unclosed while tasks still wait for it (they would wait forever) raises a
     `ResourceWarning`, as AnyIO's streams do; a handle that merely leaves values unread is
     not reported (they go with the channel, nobody waits).
+
+    Handles can be weakly referenced: a resource keeps a weak set of its handles, so an
+    observer (the console) can tell whether anybody is left to complete a wait.
     """
 
-    __slots__ = ()
+    __slots__ = ("__weakref__",)
 
     def close(self) -> None:
         raise NotImplementedError

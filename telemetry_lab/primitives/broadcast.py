@@ -13,6 +13,7 @@ subscriber.
 
 from __future__ import annotations
 
+import weakref
 from dataclasses import dataclass
 from typing import Any, Generic, TypeVar
 
@@ -90,6 +91,7 @@ class _BroadcastState(Generic[T]):
         "binding",
         "capacity",
         "closed_queue",
+        "handles",
         "name",
         "open_senders",
         "queued",
@@ -117,6 +119,23 @@ class _BroadcastState(Generic[T]):
         self.recv_queue = WaitQueue(self.binding, self, "recv", on_abandoned=_nothing)
         self.closed_queue = WaitQueue(self.binding, self, "closed", on_abandoned=_nothing)
         self.total_lagged = 0
+        self.handles: weakref.WeakSet[BroadcastSender[T] | BroadcastReceiver[T]] = weakref.WeakSet()
+
+    @property
+    def closed(self) -> bool:
+        """Whether every sender is closed (for observers)."""
+        return self.open_senders == 0
+
+    def completers(self, operation: str) -> list[object] | None:
+        """The live, open handles that could end a wait for `operation` (for observers).
+
+        A receive waits for a sender; `closed()` waits for the receivers to go.
+        """
+        if operation == "recv":
+            return [h for h in self.handles if isinstance(h, BroadcastSender) and not h._closed]
+        if operation == "closed":
+            return [h for h in self.handles if isinstance(h, BroadcastReceiver) and not h._closed]
+        return None
 
     def release_range(self, start: int) -> None:
         """Forget one receiver's claim on every retained value from `start` to the tail."""
@@ -171,6 +190,7 @@ class BroadcastSender(ClosingHandle, Generic[T]):
         self._state = state
         self._closed = False
         state.open_senders += 1
+        state.handles.add(self)
 
     def send(self, value: T) -> int:
         """Store `value` for every current receiver and wake those waiting.
@@ -284,6 +304,7 @@ class BroadcastReceiver(QueueSelectable, ClosingHandle, Generic[T_co]):
         self._lagged = 0
         self._lag_events = 0
         state.receivers += 1
+        state.handles.add(self)
 
     select_operation = "recv"
     """The operation `select_branch()` offers (`on_recv` accepts this receiver)."""

@@ -12,6 +12,7 @@ wait in FIFO order, and a freed slot is *reserved* for the first waiting sender,
 
 from __future__ import annotations
 
+import weakref
 from collections import deque
 from dataclasses import dataclass
 from typing import Any, Generic, TypeVar
@@ -72,6 +73,7 @@ class _ChannelState(Generic[T]):
         "binding",
         "buffer",
         "capacity",
+        "handles",
         "name",
         "open_senders",
         "receiver_closed",
@@ -96,6 +98,7 @@ class _ChannelState(Generic[T]):
         self.receiver_closed = False
         self.total_received = 0
         self.total_blocked_sends = 0
+        self.handles: weakref.WeakSet[Sender[T] | Receiver[T]] = weakref.WeakSet()
 
     @property
     def closed_for_receiver(self) -> bool:
@@ -141,6 +144,23 @@ class _ChannelState(Generic[T]):
     def free_slots(self) -> int:
         return max(0, self.capacity - len(self.buffer) - self.reserved)
 
+    @property
+    def closed(self) -> bool:
+        """Whether the channel is over (for observers: nothing more will pass)."""
+        return self.closed_for_receiver and not self.buffer
+
+    def completers(self, operation: str) -> list[object] | None:
+        """The live, open handles that could end a wait for `operation` (for observers).
+
+        A receive waits for a sender; a send waits for the receiver. Handles that were
+        garbage-collected without `close()` are gone from this list.
+        """
+        if operation == "recv":
+            return [h for h in self.handles if isinstance(h, Sender) and not h._closed]
+        if operation == "send":
+            return [h for h in self.handles if isinstance(h, Receiver) and not self.receiver_closed]
+        return None
+
     def describe(self) -> str:
         name = "channel" if self.name is None else f"channel {self.name!r}"
         closed = ", closed" if self.closed_for_receiver else ""
@@ -182,6 +202,7 @@ class Sender(ClosingHandle, Generic[T_contra]):
         self._state = state
         self._closed = False
         state.open_senders += 1
+        state.handles.add(self)
 
     def _offer(self, value: T_contra) -> bool:
         """The logic of `try_send`: enqueue `value` now and return True, or return False."""
@@ -296,6 +317,7 @@ class Receiver(QueueSelectable, ClosingHandle, Generic[T_co]):
 
     def __init__(self, state: _ChannelState[Any]) -> None:
         self._state = state
+        state.handles.add(self)
 
     def _poll(self) -> T_co | Pending:
         """The logic of `try_recv`: the next value, or `PENDING` while open and empty."""

@@ -135,6 +135,11 @@ class _DeadlineBranch(Branch[None]):
             self._handle.cancel()
             self._handle = None
 
+    def describe(self) -> str:
+        if self._loop is None or self._deadline is None:
+            return repr(self)
+        return f"timeout in {max(0.0, self._deadline - self._loop.time()):.2f} s"
+
     def __repr__(self) -> str:
         if self._delay is not None:
             return f"on_timeout({self._delay!r})"
@@ -163,6 +168,9 @@ class _EventBranch(Branch[None]):
             self._task.cancel()
             self._task = None
 
+    def describe(self) -> str:
+        return f"wait on asyncio.Event ({'set' if self._event.is_set() else 'not set'})"
+
     def __repr__(self) -> str:
         return f"on_event({self._event!r})"
 
@@ -190,6 +198,12 @@ class _DoneBranch(Branch[T]):
 
     def disarm(self, waker: asyncio.Future[Any]) -> None:
         self._future.remove_done_callback(self._callback)
+
+    def describe(self) -> str:
+        future = self._future
+        if isinstance(future, asyncio.Task):
+            return f"task {future.get_name()!r}"
+        return "future"
 
     def __repr__(self) -> str:
         return f"on_done({self._future!r})"

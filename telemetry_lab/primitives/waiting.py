@@ -64,7 +64,13 @@ PENDING: Final = Pending()
 
 
 class Resource(Protocol):
-    """What a wait queue knows of the primitive it belongs to."""
+    """What a wait queue knows of the primitive it belongs to.
+
+    Observers (the console) also use two optional members when a resource has them:
+    `closed` (nothing more will pass: hidden unless tasks still wait) and
+    `completers(operation)` (the live open handles that could end a wait for `operation`,
+    or None when it cannot tell: an empty list means the wait can never end).
+    """
 
     @property
     def name(self) -> str | None:
@@ -311,6 +317,10 @@ class Branch(ABC, Generic[T_co]):
     def finish(self, won: bool) -> None:
         """Release what this branch holds; `won` says whether it was selected."""
 
+    def describe(self) -> str:
+        """Say in plain words what the branch waits for (for observers such as a console)."""
+        return repr(self)
+
 
 class QueueSelectable:
     """Mixin for a handle whose operation parks in a `WaitQueue`: it makes its branch.
@@ -385,6 +395,9 @@ class QueueBranch(Branch[T]):
         if self._woken and not won:
             self._queue.abandon(self._woken_value)  # another branch won: pass it on
         self._woken = False
+
+    def describe(self) -> str:
+        return f"{self._queue.operation} on {self._queue.resource.describe()}"
 
     def __repr__(self) -> str:
         if self._label is not None:

@@ -11,6 +11,7 @@ hides the change from the others.
 
 from __future__ import annotations
 
+import weakref
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, Generic, TypeVar
@@ -49,6 +50,7 @@ class _WatchState(Generic[T]):
         "binding",
         "changed_queue",
         "closed_queue",
+        "handles",
         "name",
         "receivers",
         "senders",
@@ -66,6 +68,23 @@ class _WatchState(Generic[T]):
         # Every waiter is woken by a change, so a wake-up is never passed on.
         self.changed_queue = WaitQueue(self.binding, self, "changed", on_abandoned=_nothing)
         self.closed_queue = WaitQueue(self.binding, self, "closed", on_abandoned=_nothing)
+        self.handles: weakref.WeakSet[WatchSender[T] | WatchReceiver[T]] = weakref.WeakSet()
+
+    @property
+    def closed(self) -> bool:
+        """Whether every sender is closed (for observers)."""
+        return self.senders == 0
+
+    def completers(self, operation: str) -> list[object] | None:
+        """The live, open handles that could end a wait for `operation` (for observers).
+
+        `changed()` waits for a sender; `closed()` waits for the receivers to go.
+        """
+        if operation == "changed":
+            return [h for h in self.handles if isinstance(h, WatchSender) and not h._closed]
+        if operation == "closed":
+            return [h for h in self.handles if isinstance(h, WatchReceiver) and not h._closed]
+        return None
 
     def check(self) -> None:
         """Raise before a change if it would wake waiters of another loop."""
@@ -112,6 +131,7 @@ class WatchSender(ClosingHandle, Generic[T]):
         self._state = state
         self._closed = False
         state.senders += 1
+        state.handles.add(self)
 
     def _open_state(self, value: object = None) -> _WatchState[T]:
         if self._closed:
@@ -233,6 +253,7 @@ class WatchReceiver(QueueSelectable, ClosingHandle, Generic[T]):
         self._seen = seen
         self._closed = False
         state.receivers += 1
+        state.handles.add(self)
 
     def _open_state(self) -> _WatchState[T]:
         if self._closed:

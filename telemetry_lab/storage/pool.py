@@ -44,7 +44,7 @@ class ConnectionPool:
         self._free = connections
         self._first = connections[0]
         self._locks = {conn: threading.Lock() for conn in connections}
-        self.permits = MeteredSemaphore(len(connections))
+        self.permits = MeteredSemaphore(len(connections), name="db")
 
     @classmethod
     async def open(
