@@ -10,6 +10,7 @@ The primitives (`channel`, `broadcast`, `watch`, `Notify`, `JoinSet`, `select`) 
 import logging
 
 from telemetry_lab.config import LIVE_KNOBS, GatewayConfig, Knobs
+from telemetry_lab.console import Console, ConsoleSnapshot, ConsoleWarning, TaskRow
 from telemetry_lab.dashboard import Dashboard
 from telemetry_lab.entry import run, run_gateway, start
 from telemetry_lab.errors import (
@@ -80,6 +81,9 @@ __all__ = [
     "ChannelFull",
     "ChannelStatistics",
     "ClientSummary",
+    "Console",
+    "ConsoleSnapshot",
+    "ConsoleWarning",
     "Dashboard",
     "DeviceCrashed",
     "FutureCancelled",
@@ -105,6 +109,7 @@ __all__ = [
     "StateUpdate",
     "StorageError",
     "SystemState",
+    "TaskRow",
     "TelemetryLabError",
     "TransientStorageError",
     "UnusableDatabase",

@@ -2,7 +2,8 @@
 
 With no flags it reproduces the Tokio seed's demo: 7 devices, 4 clients, 10 seconds, logs
 in the seed's style, then a summary table. `--fast` runs the same events on a virtual clock
-(well under a second); `--json` prints the report as one JSON object on stdout (logs go to
+(well under a second); `--console` prints the asyncio console's table of tasks on stderr
+every second; `--json` prints the report as one JSON object on stdout (logs go to
 stderr). Each run is recorded in the `--db` file under a new run id; nothing is deleted.
 
 Exit status: 0 for a clean run, 1 when anything was lost or left in flight, 2 for bad
@@ -31,6 +32,7 @@ from types import FrameType
 
 from telemetry_lab import workshop
 from telemetry_lab.config import GatewayConfig
+from telemetry_lab.console import Console
 from telemetry_lab.errors import UnusableDatabase
 from telemetry_lab.gateway import Gateway
 from telemetry_lab.models import Report
@@ -83,6 +85,12 @@ def build_parser() -> argparse.ArgumentParser:
         "--json", action="store_true", help="print the report as one JSON object on stdout"
     )
     parser.add_argument("--quiet", action="store_true", help="log only warnings and errors")
+    parser.add_argument(
+        "--console",
+        action="store_true",
+        help="print the asyncio console (every task, what it waits on, warnings) on stderr "
+        "every second and at the end; combine with --quiet to see only the console",
+    )
     return parser  # fmt: skip
 
 
@@ -115,17 +123,48 @@ def _say(line: str, stream: object = None) -> bool:
     return True
 
 
-async def _run(config: GatewayConfig) -> tuple[Report, signal.Signals | None]:
+async def _run(config: GatewayConfig, console: bool) -> tuple[Report, signal.Signals | None]:
     gateway = Gateway(config)
-    with ShutdownSignals(gateway, SIGNALS) as signals:
+    if not console:
+        with ShutdownSignals(gateway, SIGNALS) as signals:
+            report = await gateway.run()
+        return report, signals.aborted_by
+    with Console() as watching, ShutdownSignals(gateway, SIGNALS) as signals:
+        watching.print_every(1.0, file=_QuietStderr())
         report = await gateway.run()
+    _say("asyncio console, at the end of the run:\n" + watching.snapshot().format())
     return report, signals.aborted_by
 
 
+class _QuietStderr:
+    """stderr for the console's thread: if it is closed, print nothing more."""
+
+    def __init__(self) -> None:
+        self.gone = False
+
+    def write(self, text: str) -> int:
+        if not self.gone:
+            try:
+                return sys.stderr.write(text)
+            except OSError:
+                self.gone = True
+        return 0
+
+    def flush(self) -> None:
+        if not self.gone:
+            try:
+                sys.stderr.flush()
+            except OSError:
+                self.gone = True
+
+
 def run_until_signalled(
-    config: GatewayConfig, *, virtual_time: bool = False
+    config: GatewayConfig, *, virtual_time: bool = False, console: bool = False
 ) -> tuple[Report, signal.Signals | None]:
     """Run one gateway; the first of `SIGNALS` drains it, a second aborts it.
+
+    With `console`, the asyncio console prints its table on stderr every second and once
+    at the end.
 
     Returns:
         The report, and the signal that aborted the run (None if it was not aborted).
@@ -134,7 +173,7 @@ def run_until_signalled(
         UnusableDatabase: the database file cannot be used (nothing was started).
     """
     with asyncio.Runner(loop_factory=VirtualTimeEventLoop if virtual_time else None) as runner:
-        return runner.run(_run(config))
+        return runner.run(_run(config, console))
 
 
 def _exit_at_once(signum: int, frame: FrameType | None) -> None:
@@ -176,7 +215,9 @@ def main(argv: list[str] | None = None) -> int:
     logger.setLevel(logging.WARNING if args.quiet else logging.INFO)
     logger.propagate = False
     try:
-        report, aborted_by = run_until_signalled(config, virtual_time=args.fast)
+        report, aborted_by = run_until_signalled(
+            config, virtual_time=args.fast, console=args.console
+        )
     except (UnusableDatabase, ValueError) as exc:  # nothing was started
         _say(f"telemetry-lab: error: {exc}")
         return EXIT_USAGE

@@ -748,3 +748,33 @@ def test_a_closed_stderr_does_not_break_the_run(tmp_path: Path) -> None:
     code, out, _ = child.finish(timeout=60)
     assert code == 0
     assert json.loads(out)["ok"] is True
+
+
+# --------------------------------------------------------------------------- --console
+
+
+def test_console_prints_the_task_table_on_stderr_and_keeps_stdout_json(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    code, out, err = run_main(
+        capsys, "--fast", "--quiet", "--json", "--console", "--db", str(tmp_path / "c.db")
+    )
+    assert code == 0
+    assert json.loads(out)["ok"] is True  # stdout is still one JSON object
+    assert "asyncio console, at the end of the run:" in err
+    final = err.split("asyncio console, at the end of the run:")[1]
+    for text in ("TASKS", "done", "returned", "RESOURCES", "watch 'stop'"):
+        assert text in final, text
+    assert "0 warnings" in final
+
+
+def test_console_in_real_time_prints_every_second_and_at_the_end(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    code, _, err = run_main(
+        capsys, "--quiet", "--console", "--duration", "1.5", "--db", str(tmp_path / "c.db")
+    )
+    assert code == 0
+    assert err.count("asyncio console: ") >= 2, err  # once a second, and the final table
+    assert "waiting" in err
+    assert "--console" in build_parser().format_help()

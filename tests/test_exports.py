@@ -9,6 +9,7 @@ from types import ModuleType
 import pytest
 
 import telemetry_lab
+import telemetry_lab.console
 import telemetry_lab.primitives
 import telemetry_lab.storage
 
@@ -20,7 +21,12 @@ def isort_style(name: str) -> tuple[int, str]:
 
 def public_modules() -> list[ModuleType]:
     modules = []
-    for package in (telemetry_lab, telemetry_lab.primitives, telemetry_lab.storage):
+    for package in (
+        telemetry_lab,
+        telemetry_lab.console,
+        telemetry_lab.primitives,
+        telemetry_lab.storage,
+    ):
         modules.append(package)
         for info in pkgutil.iter_modules(package.__path__, package.__name__ + "."):
             if not info.name.rsplit(".", 1)[-1].startswith("_") and not info.ispkg:

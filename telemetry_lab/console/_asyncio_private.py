@@ -36,7 +36,7 @@ __all__ = [
     "unretrieved_exception",
 ]
 
-TASK_TYPES: tuple[type, ...] = tuple(
+TASK_TYPES: tuple[type[asyncio.Task[Any]], ...] = tuple(
     {
         cls
         for cls in (
@@ -53,7 +53,7 @@ TASK_TYPES: tuple[type, ...] = tuple(
 def task_of_callback(callback: object) -> asyncio.Task[Any] | None:
     """The task whose step (or wake-up) `callback` is, or None for any other callback."""
     owner = getattr(callback, "__self__", None)
-    return owner if isinstance(owner, TASK_TYPES) else None  # type: ignore[return-value]
+    return owner if isinstance(owner, TASK_TYPES) else None
 
 
 def awaited_future(task: asyncio.Task[Any]) -> asyncio.Future[Any] | None:

@@ -386,6 +386,7 @@ class Console:
             wakeups=record.wakeups,
             waiting_seconds=max(0.0, now - record.wait_since) if state == "waiting" else 0.0,
             created_at=record.created_at,
+            coroutine=record.coroutine,
             ready_seconds=record.ready_total
             + (now - record.ready_since if state == "ready" else 0.0),
             location=place.describe() if place is not None else "",
@@ -506,11 +507,13 @@ def _ongoing_stall(
 ) -> ConsoleWarning:
     place = stall.place if stall is not None and stall.record is record else None
     where = f", at {place.describe()}" if place else ""
+    task = record.task()
+    name = task.get_name() if task is not None else record.name
     return ConsoleWarning(
         kind="blocked_loop",
-        task=record.name,
+        task=name,
         message=(
-            f"task {record.name!r} is blocking the loop right now: one step has run for "
+            f"task {name!r} is blocking the loop right now: one step has run for "
             f"{blocked_for:.1f} s (more than {threshold * 1000:.0f} ms){where}"
         ),
         location=place.short if place else "",
@@ -529,6 +532,7 @@ def _done_row(record: TaskRecord) -> TaskRow:
         wakeups=record.wakeups,
         waiting_seconds=0.0,
         created_at=record.created_at,
+        coroutine=record.coroutine,
         ready_seconds=record.ready_total,
         location=record.failed_at.describe() if record.failed_at else "",
     )

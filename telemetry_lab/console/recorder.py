@@ -59,6 +59,7 @@ class TaskRecord:
 
     __slots__ = (
         "busy",
+        "coroutine",
         "created_at",
         "done_at",
         "failed_at",
@@ -74,10 +75,16 @@ class TaskRecord:
     )
 
     def __init__(
-        self, ref: weakref.ref[asyncio.Task[Any]], name: str, created_at: str, now: float
+        self,
+        ref: weakref.ref[asyncio.Task[Any]],
+        name: str,
+        coroutine: str,
+        created_at: str,
+        now: float,
     ) -> None:
         self.ref = ref
         self.name = name
+        self.coroutine = coroutine
         self.created_at = created_at
         self.state = WAITING
         self.busy = 0.0
@@ -250,7 +257,9 @@ class Recorder:
 
         if created_at is None:
             created_at = _creation_site()
-        record = TaskRecord(weakref.ref(task, forget), task.get_name(), created_at, now)
+        coro = task.get_coro()
+        coroutine = getattr(coro, "__qualname__", None) or type(coro).__name__
+        record = TaskRecord(weakref.ref(task, forget), task.get_name(), coroutine, created_at, now)
         records[key] = record
         return record
 
@@ -287,7 +296,7 @@ class Recorder:
         if isinstance(future, TASK_TYPES) and isinstance(exc, BaseException):
             message = str(context.get("message", ""))
             if "never retrieved" in message:
-                name = future.get_name()  # type: ignore[attr-defined]
+                name = future.get_name()
                 self.unretrieved.append((name, _exception_text(exc), _raise_site(exc)))
         handler = self._previous_handler
         if handler is not None:

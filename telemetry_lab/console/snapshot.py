@@ -40,12 +40,22 @@ class TaskRow:
     """Seconds in the current wait (0 unless waiting)."""
     created_at: str
     """Where it was created (`file.py:12`), or `(before the console started)`."""
+    coroutine: str = ""
+    """The qualified name of its coroutine function (`Device.run`): tells unnamed tasks
+    (`Task-12`) apart."""
     ready_seconds: float = 0.0
     """Wall seconds it spent scheduled but not yet running (waiting for the loop)."""
     location: str = ""
     """Where its coroutine is now (`device.py:88 in run`), outside asyncio's own code."""
     task_id: int = 0
     """`id()` of the task while it lives: tells apart two tasks of one name."""
+
+    @property
+    def label(self) -> str:
+        """The name, with the coroutine for a task asyncio named (`Task-12 (run_cell)`)."""
+        if self.coroutine and self.name.startswith("Task-"):
+            return f"{self.name} ({self.coroutine.rsplit('.', 1)[-1]})"
+        return self.name
 
     @property
     def busy_fraction(self) -> float:

@@ -81,7 +81,7 @@ def format_snapshot(
 def _cells(row: TaskRow) -> tuple[str, ...]:
     waiting = seconds(row.waiting_seconds) if row.state == "waiting" else "-"
     return (
-        _clip(row.name, 28),
+        _clip(row.label, 32),
         row.state,
         seconds(row.busy_seconds),
         seconds(row.ready_seconds),

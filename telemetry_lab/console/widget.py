@@ -95,7 +95,7 @@ def _row(row: TaskRow) -> str:
     waiting = seconds(row.waiting_seconds) if row.state == "waiting" else ""
     on = row.waiting_on or (f"at {row.location}" if row.location else "")
     return (
-        f"<tr><td>{_e(row.name)}</td><td style='color:{colour};font-weight:bold'>{row.state}</td>"
+        f"<tr><td>{_e(row.label)}</td><td style='color:{colour};font-weight:bold'>{row.state}</td>"
         f"<td class='num'>{seconds(row.busy_seconds)}</td>"
         f"<td class='num'>{seconds(row.ready_seconds)}</td>"
         f"<td class='num'>{row.steps}</td><td class='num'>{row.wakeups}</td>"
