@@ -40,6 +40,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, ClassVar
 
 from telemetry_lab.config import GatewayConfig
+from telemetry_lab.console import Console
 from telemetry_lab.gateway import Gateway, GatewayPhase
 from telemetry_lab.models import Report
 from telemetry_lab.primitives import JoinSet
@@ -105,11 +106,20 @@ class Dashboard:
     Args:
         config: the configuration of the runs started from this dashboard.
         refresh_hz: frames per second (2-4 Hz suits a browser; 0.5-10 allowed).
+        console: add a panel with the asyncio console (`telemetry_lab.console`): every
+            task of the kernel's loop, what it waits on, and warnings. It starts with the
+            first run and stops when the dashboard is closed or replaced.
     """
 
     _live: ClassVar[weakref.WeakSet[Dashboard]] = weakref.WeakSet()
 
-    def __init__(self, config: GatewayConfig | None = None, *, refresh_hz: float = 3.0) -> None:
+    def __init__(
+        self,
+        config: GatewayConfig | None = None,
+        *,
+        refresh_hz: float = 3.0,
+        console: bool = False,
+    ) -> None:
         if not 0.5 <= refresh_hz <= 10:
             raise ValueError(f"refresh_hz must be in [0.5, 10], got {refresh_hz!r}")
         import ipywidgets as widgets
@@ -154,12 +164,17 @@ class Dashboard:
         self.stop_button.on_click(self._on_stop_click)
         banner = widgets.HTML(STYLE + DISCONNECTED)
         controls = widgets.VBox([*self.sliders.values()])
+        self.console: Console | None = Console() if console else None
+        """The console of the panel (None without `console=True`)."""
+        self.console_note = widgets.HTML()
+        panel = [self.console_note, self.console.widget] if self.console is not None else []
         self.widget = widgets.VBox(
             [
                 banner,
                 widgets.HBox([self.start_button, self.stop_button, self.status]),
                 self.image,
                 widgets.HBox([self.numbers, controls]),
+                *panel,
             ]
         )
         for older in list(Dashboard._live):  # re-running the cell: no hidden gateway left
@@ -233,6 +248,7 @@ class Dashboard:
     def _begin(self) -> Gateway:
         """Build a gateway from the sliders, start it and its watcher; return it."""
         self._loop = asyncio.get_running_loop()
+        self._start_console()
         config = self.config.replace(**self._knob_changes())
         self.gateway = gateway = Gateway(config)
         self.report = None
@@ -310,13 +326,34 @@ class Dashboard:
         if self.running:
             await self.wait()
         await self._tasks.shutdown()
+        self._stop_console()
         self._closed = True
         Dashboard._live.discard(self)
         self._buttons()
         self._show_numbers()
 
+    def _start_console(self) -> None:
+        console = self.console
+        if console is None or console.running:
+            return
+        try:
+            console.start()
+        except RuntimeError as exc:  # another console already watches this loop
+            self.console_note.value = f"<b>asyncio console</b>: not started: {exc}"
+        else:
+            self.console_note.value = (
+                "<b>asyncio console</b>: every task of this kernel's event loop "
+                "(refreshed every second, even while the loop is blocked)"
+            )
+
+    def _stop_console(self) -> None:
+        if self.console is not None and self.console.running:
+            self.console.stop()
+            self.console_note.value = "<b>asyncio console</b>: stopped (the last table stays)"
+
     def _replaced(self) -> None:
         """A newer dashboard takes over: stop this one's run (its watcher finishes it)."""
+        self._stop_console()
         if self.gateway is not None and self.running:
             self.gateway.stop()
             self._message = "Replaced by a newer dashboard: this run was stopped."

@@ -529,3 +529,42 @@ def test_the_widget_says_when_it_is_disconnected(tmp_path: Path) -> None:
     banner = dash.widget.children[0].value
     assert ".jupyter-widgets-disconnected .tl-disconnected { display: block; }" in banner
     assert '<div class="tl-disconnected">⚠️ Disconnected: the kernel restarted' in banner
+
+
+# --- the console panel -----------------------------------------------------------------------
+
+
+async def test_the_console_panel_shows_the_runs_tasks_and_stops_with_the_dashboard(
+    tmp_path: Path,
+) -> None:
+    dash = Dashboard(short_config(tmp_path, duration=3.0), console=True)
+    console = dash.console
+    assert console is not None
+    assert console.widget in dash.widget.children
+    assert not console.running  # it starts with the first run
+    await dash.start()
+    assert console.running
+    await asyncio.sleep(1.3)  # one refresh of the panel, from the console's thread
+    html = console._view.html.value if console._view is not None else ""
+    assert "device-1" in html
+    assert "channel 'telemetry'" in html
+    await dash.wait()
+    await dash.close()
+    assert not console.running
+    assert "call_soon" not in vars(asyncio.get_running_loop())
+    assert "stopped" in dash.console_note.value
+    assert only_this_task_left()
+
+
+async def test_the_console_panel_says_so_when_another_console_watches_the_loop(
+    tmp_path: Path,
+) -> None:
+    from telemetry_lab.console import Console
+
+    async with Console():
+        dash = Dashboard(short_config(tmp_path), console=True)
+        await dash.start()
+        assert dash.console is not None
+        assert not dash.console.running
+        assert "another Console" in dash.console_note.value
+        await dash.close()

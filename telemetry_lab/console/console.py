@@ -6,12 +6,13 @@ import asyncio
 import concurrent.futures
 import contextlib
 import logging
+import shutil
 import sys
 import threading
 import time
 from collections.abc import Callable
 from types import TracebackType
-from typing import IO, TYPE_CHECKING, Any, Self
+from typing import TYPE_CHECKING, Any, Protocol, Self
 
 from telemetry_lab.console._asyncio_private import awaited_future, unretrieved_exception
 from telemetry_lab.console.places import Place
@@ -42,6 +43,14 @@ __all__ = ["Console"]
 logger = logging.getLogger(__name__)
 
 Listener = Callable[[ConsoleSnapshot], None]
+
+
+class TextOut(Protocol):
+    """Where `print_every` writes: anything with `write` (and `flush`)."""
+
+    def write(self, text: str, /) -> int: ...
+
+    def flush(self) -> None: ...
 
 
 class Console:
@@ -201,7 +210,7 @@ class Console:
             raise RuntimeError("the Console has not been started: call start() first")
         return self._build()
 
-    def print_every(self, interval: float | None = None, file: IO[str] | None = None) -> None:
+    def print_every(self, interval: float | None = None, file: TextOut | None = None) -> None:
         """Print the table every `interval` seconds (default `refresh_interval`) on `file`.
 
         The printing runs in the console's thread, so it goes on while the loop is blocked.
@@ -214,7 +223,8 @@ class Console:
             now = time.monotonic()
             if now >= state["next"] or snapshot.loop_blocked_for:
                 state["next"] = now + every
-                print(snapshot.format(), file=out, flush=True)
+                width = max(100, shutil.get_terminal_size((120, 24)).columns)
+                print(snapshot.format(width=width), file=out, flush=True)
 
         self.add_listener(show)
 

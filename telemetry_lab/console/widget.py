@@ -41,7 +41,7 @@ _STYLE = (
 
 
 def _e(text: object) -> str:
-    return html.escape(str(text))
+    return html.escape(str(text), quote=False)
 
 
 def render_html(snapshot: ConsoleSnapshot, *, max_tasks: int = 40, stopped: bool = False) -> str:
