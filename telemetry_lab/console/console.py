@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, Any, Protocol, Self
 
 from telemetry_lab.console._asyncio_private import awaited_future, unretrieved_exception
 from telemetry_lab.console.places import Place
-from telemetry_lab.console.recorder import READY, RUNNING, Recorder, TaskRecord
+from telemetry_lab.console.recorder import READY, RUNNING, Recorder, TaskRecord, label
 from telemetry_lab.console.snapshot import (
     ConsoleSnapshot,
     ConsoleWarning,
@@ -24,6 +24,7 @@ from telemetry_lab.console.snapshot import (
     TaskRow,
     TaskState,
 )
+from telemetry_lab.console.table import seconds
 from telemetry_lab.console.waits import (
     Waits,
     await_chain,
@@ -413,10 +414,11 @@ class Console:
         for (task, _), steps in grouped.items():
             longest = max(steps, key=lambda s: s.duration)
             last = steps[-1]
+            shown = last.label
             times = (
-                f"{len(steps)} times, longest {longest.duration:.2f} s"
+                f"{len(steps)} times, longest {seconds(longest.duration)}"
                 if len(steps) > 1
-                else (f"for {longest.duration:.2f} s")
+                else (f"for {seconds(longest.duration)}")
             )
             threshold = f"{self.blocked_threshold * 1000:.0f} ms"
             if last.place is None:
@@ -430,7 +432,7 @@ class Console:
                     kind="blocked_loop",
                     task=task,
                     message=(
-                        f"task {task!r} blocked the loop {times} in one step (more than "
+                        f"task {shown!r} blocked the loop {times} in one step (more than "
                         f"{threshold}: every other task waited){where}"
                     ),
                     location=last.place.short if last.place else "",
@@ -523,8 +525,8 @@ def _ongoing_stall(
         kind="blocked_loop",
         task=name,
         message=(
-            f"task {name!r} is blocking the loop right now: one step has run for "
-            f"{blocked_for:.1f} s (more than {threshold * 1000:.0f} ms){where}"
+            f"task {label(name, record.coroutine)!r} is blocking the loop right now: one step "
+            f"has run for {seconds(blocked_for)} (more than {threshold * 1000:.0f} ms){where}"
         ),
         location=place.short if place else "",
         stack=tuple(p.describe() for p in stall.stack) if place else (),

@@ -22,6 +22,11 @@ _MACHINERY = (
     os.path.join(_PACKAGE_DIR, "_private.py"),
 )
 _STDLIB_DIR = os.path.dirname(os.__file__) + os.sep
+_HOSTS = tuple(
+    f"{os.sep}site-packages{os.sep}{package}{os.sep}"
+    for package in ("IPython", "ipykernel", "tornado", "traitlets", "zmq", "nest_asyncio2")
+)
+"""Code that runs notebook cells: machinery too, for a person reading where a task is."""
 _CELL = re.compile(r"[/\\]ipykernel_\d+[/\\]\d+\.py$")
 
 
@@ -62,8 +67,10 @@ def is_internal(filename: str) -> bool:
     """Whether `filename` is machinery (cached: asked at every task creation)."""
     internal = _internal_files.get(filename)
     if internal is None:
-        internal = _internal_files[filename] = filename.startswith(_MACHINERY) or (
-            filename.startswith(_STDLIB_DIR) and "site-packages" not in filename
+        internal = _internal_files[filename] = (
+            filename.startswith(_MACHINERY)
+            or (filename.startswith(_STDLIB_DIR) and "site-packages" not in filename)
+            or any(host in filename for host in _HOSTS)
         )
     return internal
 

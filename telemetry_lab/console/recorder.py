@@ -44,7 +44,7 @@ from telemetry_lab.console.places import (
     stack_of,
 )
 
-__all__ = ["BlockedStep", "Recorder", "Stall", "TaskRecord"]
+__all__ = ["BlockedStep", "Recorder", "Stall", "TaskRecord", "label"]
 
 READY = "ready"
 RUNNING = "running"
@@ -122,6 +122,8 @@ class BlockedStep:
     ended: float
     seen_live: bool
     """Whether the watchdog saw it while it ran (then `place` is where it was stuck)."""
+    label: str
+    """The task's name as a person reads it (`Task-12 (shell_main)`)."""
 
 
 class Recorder:
@@ -288,7 +290,8 @@ class Recorder:
             frame = _suspended_frame(task) if task is not None else None
             place, stack, live = (place_of_frame(frame) if frame else None), (), False
         self.stall = None
-        self.blocked.append(BlockedStep(record.name, end - start, place, stack, end, live))
+        shown = label(record.name, record.coroutine)
+        self.blocked.append(BlockedStep(record.name, end - start, place, stack, end, live, shown))
 
     def _exception_handler(self, loop: asyncio.AbstractEventLoop, context: dict[str, Any]) -> None:
         future = context.get("future")
@@ -329,6 +332,13 @@ class Recorder:
         return stall
 
 
+def label(name: str, coroutine: str) -> str:
+    """A task's name, with its coroutine when asyncio named it: `Task-12 (shell_main)`."""
+    if coroutine and name.startswith("Task-"):
+        return f"{name} ({coroutine.rsplit('.', 1)[-1]})"
+    return name
+
+
 def _exception_text(exc: BaseException) -> str:
     text = str(exc)
     return f"{type(exc).__name__}: {text}" if text else type(exc).__name__
@@ -362,7 +372,8 @@ def _suspended_frame(task: asyncio.Task[Any]) -> FrameType | None:
 
 
 def _loop_stack(frame: FrameType | None) -> tuple[Place, ...]:
-    """The loop thread's stack below the running step, outermost first."""
+    """The loop thread's stack below the running step, outermost first (code only: the
+    machinery's frames are left out)."""
     frames: list[FrameType] = []
     while frame is not None:
         if frame.f_code is _STEP_CODE:
@@ -370,7 +381,9 @@ def _loop_stack(frame: FrameType | None) -> tuple[Place, ...]:
         frames.append(frame)
         frame = frame.f_back
     frames.reverse()
-    return stack_of(frames)
+    stack = stack_of(frames)
+    mine = tuple(place for place in stack if not place.internal)
+    return mine or stack
 
 
 def _culprit(stack: tuple[Place, ...]) -> Place | None:

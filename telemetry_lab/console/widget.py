@@ -29,8 +29,10 @@ _STYLE = (
     ".tl-console{font-family:var(--jp-code-font-family,monospace);font-size:12px;}"
     ".tl-console table{border-collapse:collapse;margin:2px 0 6px 0;}"
     ".tl-console th{text-align:left;border-bottom:1px solid #8884;padding:1px 8px 1px 0;}"
-    ".tl-console td{padding:1px 8px 1px 0;vertical-align:top;white-space:nowrap;}"
-    ".tl-console td.on{white-space:normal;max-width:560px;}"
+    ".tl-console td{padding:1px 8px 1px 0;vertical-align:top;white-space:nowrap;"
+    "line-height:1.35;}"
+    ".tl-console td.on{white-space:normal;min-width:280px;max-width:520px;}"
+    ".tl-console .rows{max-height:430px;overflow-y:auto;border-top:1px solid #8884;}"
     ".tl-console .warn{background:#ffebe9;color:#82071e;border-left:4px solid #cf222e;"
     "padding:3px 6px;margin:2px 0;white-space:pre-wrap;}"
     ".tl-console .stall{background:#cf222e;color:white;font-weight:bold;padding:3px 6px;}"
@@ -68,6 +70,7 @@ def render_html(snapshot: ConsoleSnapshot, *, max_tasks: int = 40, stopped: bool
             f'<div class="warn"><b>{_e(warning.kind)}</b>: {_e(warning.message)}{stack}</div>'
         )
     rows = sorted(snapshot.tasks, key=lambda r: _ORDER[r.state])
+    parts.append('<div class="rows">')
     parts.append(
         "<table><tr><th>task</th><th>state</th><th>busy</th><th>ready</th><th>steps</th>"
         "<th>wakes</th><th>waiting</th><th>waiting on / outcome</th><th>created at</th></tr>"
@@ -86,7 +89,7 @@ def render_html(snapshot: ConsoleSnapshot, *, max_tasks: int = 40, stopped: bool
                 f"<tr><td>{_e(resource.description)}</td><td class='on'>{_e(waiting)}</td></tr>"
             )
         parts.append("</table>")
-    parts.append("</div>")
+    parts.append("</div></div>")
     return "".join(parts)
 
 

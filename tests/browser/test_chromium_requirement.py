@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import lab_driver as browser_test
 import pytest
-import test_dashboard_in_jupyterlab as browser_test
 
 
 def test_missing_chromium_fails_under_ci(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
