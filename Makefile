@@ -52,6 +52,7 @@ bench: $(BENCH_STAMP)
 	$(BIN)/python bench/gateway.py
 	$(BIN)/python bench/faults.py
 	$(BIN)/python bench/dashboard.py
+	$(BIN)/python bench/console.py
 	$(BIN)/python bench/notebooks.py
 
 stress: $(STAMP)

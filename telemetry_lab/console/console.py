@@ -209,7 +209,7 @@ class Console:
             if self._last is not None:
                 return self._last
             raise RuntimeError("the Console has not been started: call start() first")
-        return self._build()
+        return self._build_here()
 
     def print_every(self, interval: float | None = None, file: TextOut | None = None) -> None:
         """Print the table every `interval` seconds (default `refresh_interval`) on `file`.
@@ -306,6 +306,19 @@ class Console:
                 return future.result(timeout=0.25)
             except (RuntimeError, concurrent.futures.TimeoutError):
                 future.cancel()
+        return self._build_here()
+
+    def _build_here(self) -> ConsoleSnapshot:
+        """Build a snapshot in this thread. Off the loop's thread, the loop may change a
+        registry while it is read ("changed size during iteration"): read it again."""
+        recorder = self._recorder
+        if recorder is None or threading.get_ident() == recorder.thread_id:
+            return self._build()
+        for _ in range(4):
+            try:
+                return self._build()
+            except RuntimeError:
+                time.sleep(0.001)
         return self._build()
 
     # --- building a snapshot -------------------------------------------------------------
