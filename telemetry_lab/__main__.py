@@ -215,9 +215,8 @@ def main(argv: list[str] | None = None) -> int:
     logger.setLevel(logging.WARNING if args.quiet else logging.INFO)
     logger.propagate = False
     try:
-        report, aborted_by = run_until_signalled(
-            config, virtual_time=args.fast, console=args.console
-        )
+        extra = {"console": True} if args.console else {}  # the old signature otherwise
+        report, aborted_by = run_until_signalled(config, virtual_time=args.fast, **extra)
     except (UnusableDatabase, ValueError) as exc:  # nothing was started
         _say(f"telemetry-lab: error: {exc}")
         return EXIT_USAGE

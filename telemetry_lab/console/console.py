@@ -383,6 +383,8 @@ class Console:
         if running is not None and running[0] is record:
             state = "running"
             busy += now - running[1]
+        elif task is asyncio.current_task(task.get_loop()):
+            state = "running"  # a step the console did not time (it began before start())
         elif task.done():
             state = "done"
         elif awaited_future(task) is not None:
