@@ -17,6 +17,7 @@ from types import TracebackType
 from typing import Any, Literal
 
 from telemetry_lab.primitives._private import check_name
+from telemetry_lab.primitives.waiting import next_serial
 
 __all__ = [
     "MeteredSemaphore",
@@ -70,6 +71,8 @@ class MeteredSemaphore(asyncio.Semaphore):
         """How reprs, statistics and the console call it."""
         self.waiting_tasks: list[asyncio.Task[Any] | None] = []
         """The tasks blocked in `acquire()` now, oldest first (for observers)."""
+        self.serial = next_serial()
+        """Creation order among resources (newer ones have larger serials)."""
         _semaphores.add(self)
         self._max_permits = permits
         self._in_use = 0

@@ -487,3 +487,48 @@ def test_the_console_reads_pure_python_tasks_too() -> None:
 
     row = asyncio.run(main())
     assert (row.state, row.steps, row.wakeups, row.waiting_on) == ("waiting", 2, 1, "sleep 30 s")
+
+
+async def test_every_blocked_step_is_seen_live_even_while_listeners_refresh_fast() -> None:
+    """Found: the thread waited for the loop to build the widget's snapshot and missed
+    stalls that began meanwhile (their warnings lost the line)."""
+    async with Console(refresh_interval=0.05) as console:
+        console.add_listener(lambda snapshot: None)
+
+        async def stage() -> None:
+            for _ in range(8):
+                time.sleep(0.12)  # blocks eight times
+                await asyncio.sleep(0.03)
+
+        await asyncio.create_task(stage(), name="blocky")
+        warnings = console.snapshot().warnings_of("blocked_loop")
+    assert len(warnings) == 1, [w.message for w in warnings]  # one place: every step seen live
+    assert "8 times" in warnings[0].message
+    assert warnings[0].location == f"{HERE}:{line_of('blocks eight times')}"
+
+
+async def test_a_failure_inside_the_stdlib_is_placed_at_the_callers_line() -> None:
+    import json
+
+    async with Console(unretrieved_after=0.0) as console:
+
+        async def parse() -> None:
+            json.loads("{")  # the caller's line
+
+        task = asyncio.create_task(parse(), name="parse")
+        await asyncio.sleep(0.05)
+        (warning,) = console.snapshot().warnings_of("unretrieved_exception")
+        with pytest.raises(json.JSONDecodeError):
+            await task
+    assert warning.location == f"{HERE}:{line_of('the caller' + chr(39) + 's line')}"
+
+
+@pytest.mark.async_timeout(30)
+async def test_a_gateway_run_twice_shows_each_named_resource_once(tmp_path: Path) -> None:
+    async with Console() as console:
+        for run in range(2):
+            config = GatewayConfig(db_path=tmp_path / f"{run}.db", duration=0.3)
+            assert (await Gateway(config).run()).ok
+        names = [row.name for row in console.snapshot().resources if row.name is not None]
+    assert len(names) == len(set(names)), names
+    assert "db" in names

@@ -66,7 +66,7 @@ def test_module_declares_a_sorted_all_and_a_summary_line() -> None:
 def test_the_package_ships_exactly_the_repository_notebooks() -> None:
     source = shipped_notebooks()
     names = sorted(entry.name for entry in source.iterdir() if entry.name.endswith(".ipynb"))
-    assert len(NOTEBOOKS) == 10
+    assert len(NOTEBOOKS) == 11
     assert tuple(names) == NOTEBOOKS
     for name in NOTEBOOKS:
         assert source.joinpath(name).read_bytes() == shipped(name), name
@@ -155,7 +155,7 @@ def test_without_a_manifest_a_different_file_is_the_users(tmp_path: Path) -> Non
     (tmp_path / MANIFEST_NAME).write_text("{not json", encoding="utf-8")
     result = copy_workshop(tmp_path)
     assert result.kept == (WATCH,)
-    assert len(result.copied) == 9
+    assert len(result.copied) == len(NOTEBOOKS) - 1
     assert (tmp_path / WATCH).read_bytes() == b"my own notes"
     assert WATCH not in manifest(tmp_path)  # a broken manifest is replaced, trusting nothing
 
@@ -189,7 +189,7 @@ def test_cli_copies_into_the_default_directory_and_prints_the_command(
     monkeypatch.setattr(workshop, "_python_command", lambda: "python")
     assert run_cli(capsys) == (
         0,
-        "Copied 10 notebooks to telemetry-lab-workshop. Open them with:\n"
+        f"Copied {len(NOTEBOOKS)} notebooks to telemetry-lab-workshop. Open them with:\n"
         "  cd telemetry-lab-workshop && python -m jupyter lab 00_start_here.ipynb\n",
         "",
     )
@@ -212,7 +212,8 @@ def test_cli_names_each_kept_notebook_on_its_own_line(
     assert out.splitlines() == [
         f"Kept {WATCH}: {hint}",
         f"Kept 07_select.ipynb: {hint}",
-        f"10 notebooks in {dest}: 1 copied, 7 unchanged, 2 kept. Open them with:",
+        f"{len(NOTEBOOKS)} notebooks in {dest}: 1 copied, {len(NOTEBOOKS) - 3} unchanged, 2 kept. "
+        "Open them with:",
         f"  cd '{dest}' && '/opt/py 3/bin/python' -m jupyter lab 00_start_here.ipynb",
     ]
 
@@ -289,7 +290,9 @@ def test_cli_open_replaces_itself_with_jupyterlab_in_the_directory(
             str(tmp_path / "ws"),
         )
     ]
-    assert capsys.readouterr().out.startswith("Copied 10 notebooks to ws. Open them with:\n")
+    assert capsys.readouterr().out.startswith(
+        f"Copied {len(NOTEBOOKS)} notebooks to ws. Open them with:\n"
+    )
 
 
 def test_cli_open_without_jupyterlab_says_so_before_copying(

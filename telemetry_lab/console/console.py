@@ -45,6 +45,10 @@ logger = logging.getLogger(__name__)
 
 Listener = Callable[[ConsoleSnapshot], None]
 
+_LOOP_ANSWER = 0.25
+"""Seconds the console's thread waits for the loop to build a snapshot before building it
+itself (the loop is blocked, or too busy to answer)."""
+
 
 class TextOut(Protocol):
     """Where `print_every` writes: anything with `write` (and `flush`)."""
@@ -258,22 +262,69 @@ class Console:
     # --- the console's thread ------------------------------------------------------------
 
     def _watch(self) -> None:
+        """The console's thread: watch for stalls every few milliseconds, and refresh.
+
+        It never waits for the loop: a refresh asks the loop to build a snapshot and picks
+        it up at a later poll; if the loop does not answer within `_LOOP_ANSWER` seconds
+        (it is blocked), the thread builds the snapshot itself. So a stall is always seen
+        while it happens, whatever the listeners are doing.
+        """
         recorder = self._recorder
         assert recorder is not None
         poll = min(0.01, self.blocked_threshold / 5)
         next_refresh = time.monotonic() + self.refresh_interval
         last_stall = None
+        pending: concurrent.futures.Future[ConsoleSnapshot] | None = None
+        asked_at = 0.0
         while not self._stopping.wait(poll):
-            if recorder.loop.is_closed():
+            loop = recorder.loop
+            if loop.is_closed():
                 break
             stall = recorder.check_stall()
             now = time.monotonic()
-            new_stall = stall is not None and stall is not last_stall
+            if pending is not None:
+                if pending.done():
+                    answer, pending = pending, None
+                    try:
+                        self._notify(answer.result())
+                    except Exception:  # the loop could not build it: build it here
+                        self._notify(self._build_here())
+                elif stall is not None or now - asked_at > _LOOP_ANSWER:
+                    pending.cancel()
+                    pending = None
+                    self._notify(self._build_here())
+            if stall is not None and stall is not last_stall:
+                self._notify(self._build_here())  # show a new stall at once
             last_stall = stall
-            if now >= next_refresh or new_stall:
-                next_refresh = now + self.refresh_interval
-                if self._listeners:
-                    self._notify(self._snapshot_from_thread(recorder))
+            if now < next_refresh:
+                continue
+            next_refresh = now + self.refresh_interval
+            if not self._listeners or pending is not None:
+                continue
+            if stall is not None or not loop.is_running():
+                self._notify(self._build_here())
+            else:
+                pending, asked_at = self._ask_loop(loop), now
+
+    def _ask_loop(
+        self, loop: asyncio.AbstractEventLoop
+    ) -> concurrent.futures.Future[ConsoleSnapshot] | None:
+        """Ask `loop` to build a snapshot soon; return the future it will resolve."""
+        future: concurrent.futures.Future[ConsoleSnapshot] = concurrent.futures.Future()
+
+        def build() -> None:
+            if not future.set_running_or_notify_cancel():
+                return  # the thread gave up waiting (the loop was blocked)
+            try:
+                future.set_result(self._build())
+            except BaseException as exc:
+                future.set_exception(exc)
+
+        try:
+            loop.call_soon_threadsafe(build)
+        except RuntimeError:  # the loop closed meanwhile
+            return None
+        return future
 
     def _notify(self, snapshot: ConsoleSnapshot | None) -> None:
         if snapshot is None:
@@ -286,27 +337,6 @@ class Console:
             except Exception:  # a broken view must not stop the console
                 logger.exception("console listener %r failed; removing it", listener)
                 self.remove_listener(listener)
-
-    def _snapshot_from_thread(self, recorder: Recorder) -> ConsoleSnapshot:
-        """Take the snapshot on the loop when it answers quickly, else here."""
-        loop = recorder.loop
-        if recorder.stall is None and loop.is_running():
-            future: concurrent.futures.Future[ConsoleSnapshot] = concurrent.futures.Future()
-
-            def build() -> None:
-                if not future.set_running_or_notify_cancel():
-                    return
-                try:
-                    future.set_result(self._build())
-                except BaseException as exc:
-                    future.set_exception(exc)
-
-            try:
-                loop.call_soon_threadsafe(build)
-                return future.result(timeout=0.25)
-            except (RuntimeError, concurrent.futures.TimeoutError):
-                future.cancel()
-        return self._build_here()
 
     def _build_here(self) -> ConsoleSnapshot:
         """Build a snapshot in this thread. Off the loop's thread, the loop may change a

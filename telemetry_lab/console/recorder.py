@@ -279,6 +279,8 @@ class Recorder:
                 record.outcome = f"failed: {_exception_text(exc)}"
                 record.failed_at = _raise_site(exc)
         self.records.pop(id(task), None)
+        if record.created_at == MACHINERY_SITE and record.outcome == "returned":
+            return  # the kernel's own bookkeeping tasks: not worth a row once done
         self.finished.append(record)
 
     def _blocked(self, record: TaskRecord, start: float, end: float) -> None:
@@ -345,12 +347,19 @@ def _exception_text(exc: BaseException) -> str:
 
 
 def _raise_site(exc: BaseException) -> Place | None:
+    """Where `exc` was raised: the innermost frame of the traceback outside the machinery
+    (`float(raw)` in the user's code, not the stdlib's line that raised)."""
     tb = exc.__traceback__
-    if tb is None:
-        return None
-    while tb.tb_next is not None:
+    places: list[Place] = []
+    while tb is not None:
+        code = tb.tb_frame.f_code
+        places.append(Place.of(code.co_filename, tb.tb_lineno, code.co_name))
         tb = tb.tb_next
-    return Place.of(tb.tb_frame.f_code.co_filename, tb.tb_lineno, tb.tb_frame.f_code.co_name)
+    return _culprit(tuple(places))
+
+
+MACHINERY_SITE = "(asyncio or the notebook's kernel)"
+"""The creation site of a task that no code of the user's asked for (the kernel's own)."""
 
 
 def _creation_site() -> str:
@@ -361,7 +370,7 @@ def _creation_site() -> str:
         if not is_internal(filename):
             return short_place(filename, frame.f_lineno or 0)
         frame = frame.f_back
-    return "(unknown)"
+    return MACHINERY_SITE
 
 
 def _suspended_frame(task: asyncio.Task[Any]) -> FrameType | None:

@@ -94,6 +94,7 @@ def collect_waits(loop: asyncio.AbstractEventLoop) -> Waits:
     """Gather the waiters of every wait queue and metered semaphore of `loop`."""
     waits = Waits()
     by_resource: dict[int, tuple[Any, list[tuple[str, asyncio.Task[Any] | None]]]] = {}
+    serials: dict[int, int] = {}
     for queue in wait_queues():
         bound = queue.binding.loop
         if bound is not None and bound is not loop:
@@ -102,6 +103,7 @@ def collect_waits(loop: asyncio.AbstractEventLoop) -> Waits:
         entry = by_resource.get(id(resource))
         if entry is None:
             entry = by_resource[id(resource)] = (resource, [])
+        serials[id(resource)] = max(serials.get(id(resource), 0), queue.serial)
         for waiter in queue.waiters():
             entry[1].append((queue.operation, waiter.task))
             if waiter.task is not None:
@@ -109,13 +111,27 @@ def collect_waits(loop: asyncio.AbstractEventLoop) -> Waits:
     for semaphore in metered_semaphores():
         tasks = list(semaphore.waiting_tasks)
         by_resource[id(semaphore)] = (semaphore, [("acquire", task) for task in tasks])
+        serials[id(semaphore)] = semaphore.serial
         for task in tasks:
             if task is not None:
                 waits.semaphores[id(task)] = semaphore
-    for resource, waiting in by_resource.values():
-        named = getattr(resource, "name", None) is not None
-        if waiting or (named and not getattr(resource, "closed", False)):
+    # A name may be on several resources (a gateway run again in one kernel): show the
+    # ones tasks wait on, else only the newest open one of that name.
+    newest: dict[str, tuple[int, Any, list[Any]]] = {}
+    for key, (resource, waiting) in by_resource.items():
+        name = getattr(resource, "name", None)
+        if waiting:
             waits.resources.append((resource, waiting))
+        elif (
+            name is not None
+            and not getattr(resource, "closed", False)
+            and (name not in newest or serials[key] > newest[name][0])
+        ):
+            newest[name] = (serials[key], resource, waiting)
+    shown = {getattr(resource, "name", None) for resource, _ in waits.resources}
+    waits.resources.extend(
+        (resource, waiting) for name, (_, resource, waiting) in newest.items() if name not in shown
+    )
     return waits
 
 

@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import itertools
 import weakref
 from abc import ABC, abstractmethod
 from collections import deque
@@ -43,6 +44,7 @@ __all__ = [
     "Resource",
     "WaitQueue",
     "Waiter",
+    "next_serial",
     "wait_queues",
 ]
 
@@ -127,6 +129,12 @@ class Waiter:
 
 
 _queues: weakref.WeakSet[WaitQueue] = weakref.WeakSet()
+_serials = itertools.count(1)
+
+
+def next_serial() -> int:
+    """A number that grows with every resource created (observers tell new from old)."""
+    return next(_serials)
 
 
 def wait_queues() -> list[WaitQueue]:
@@ -152,7 +160,15 @@ class WaitQueue(deque[Waiter]):
             such as backpressure on a channel's senders).
     """
 
-    __slots__ = ("_on_abandoned", "binding", "operation", "resource", "timed", "total_wait")
+    __slots__ = (
+        "_on_abandoned",
+        "binding",
+        "operation",
+        "resource",
+        "serial",
+        "timed",
+        "total_wait",
+    )
 
     def __init__(
         self,
@@ -171,6 +187,8 @@ class WaitQueue(deque[Waiter]):
         self._on_abandoned = on_abandoned
         self.total_wait = 0.0
         """Loop seconds that parked tasks spent waiting here, summed as they resume (timed)."""
+        self.serial = next_serial()
+        """Creation order among resources (`next_serial()`): newer queues have larger ones."""
         _queues.add(self)
 
     # --- waiting -------------------------------------------------------------------------
