@@ -28,7 +28,7 @@ import weakref
 from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass
-from types import FrameType
+from types import CodeType, FrameType
 from typing import Any
 
 from telemetry_lab.console._asyncio_private import (
@@ -159,6 +159,7 @@ class Recorder:
         self.active = False
         self.thread_id = 0
         self._call: Callable[..., asyncio.Handle] | None = None
+        self._call_soon: Callable[..., asyncio.Handle] | None = None
         self._previous_handler: Any = None
 
     # --- installing --------------------------------------------------------------------
@@ -188,6 +189,9 @@ class Recorder:
                 record.state = RUNNING  # the task starting the console; its step is untimed
         self._previous_handler = loop.get_exception_handler()
         loop.set_exception_handler(self._exception_handler)
+        self._call_soon, step = self._hot_path()
+        global _STEP_CODE
+        _STEP_CODE = step.__code__  # where the watchdog cuts the loop thread's stack
         loop.call_soon = self._call_soon  # type: ignore[method-assign,assignment]
         self.active = True
 
@@ -196,57 +200,73 @@ class Recorder:
         if not self.active:
             return
         self.active = False
+        for record in list(self.records.values()):
+            task = record.task()
+            if task is not None:
+                task.remove_done_callback(self._finished)
         loop = self.loop
-        if vars(loop).get("call_soon") == self._call_soon:
+        if vars(loop).get("call_soon") is self._call_soon:
             del loop.call_soon
         if loop.get_exception_handler() == self._exception_handler:
             loop.set_exception_handler(self._previous_handler)
 
     # --- the hot path (loop thread) ----------------------------------------------------
 
-    def _call_soon(
-        self, callback: Callable[..., object], *args: Any, context: Any = None
-    ) -> asyncio.Handle:
+    def _hot_path(
+        self,
+    ) -> tuple[Callable[..., asyncio.Handle], Callable[[TaskRecord, Any, Any], None]]:
+        """Build the `call_soon` override and the step wrapper, as closures.
+
+        Closures over local names, not methods: these two functions run for every step of
+        every task (bench/console.py measures what they cost).
+        """
         call = self._call
         assert call is not None
-        task: Any = getattr(callback, "__self__", None)
-        if task is None or not isinstance(task, TASK_TYPES):
-            return call(callback, *args, context=context)
-        now = _now()
-        record = self.records.get(id(task))
-        if record is None:
-            record = self._adopt(task, now, None)
-        else:
-            record.wakeups += 1
-        record.state = READY
-        record.ready_since = now
-        return call(self._step, record, callback, args, context=context)
+        records = self.records
+        adopt = self._adopt
+        blocked = self._blocked
+        threshold = self.blocked_threshold
+        exact_types = frozenset(TASK_TYPES)
+        now = _now
+        recorder = self
 
-    def _step(self, record: TaskRecord, callback: Callable[..., object], args: Any) -> None:
-        if not self.active:  # scheduled before the console stopped
-            callback(*args)
-            return
-        start = _now()
-        record.ready_total += start - record.ready_since
-        record.state = RUNNING
-        outer = self.running  # a nested loop (nest_asyncio) runs steps inside a step
-        self.running = (record, start)
-        try:
-            callback(*args)
-        finally:
-            end = _now()
-            self.running = outer
-            record.busy += end - start
-            record.steps += 1
-            if record.state == RUNNING:  # it did not schedule itself again (a bare yield)
-                record.state = WAITING
-                record.wait_since = end
-            task = callback.__self__  # type: ignore[attr-defined]
-            if end - start >= self.blocked_threshold:
-                record.name = task.get_name()
-                self._blocked(record, start, end)
-            if task.done():
-                self._finish(record, task, end)
+        def step(record: TaskRecord, callback: Any, args: Any) -> None:
+            if not recorder.active:  # scheduled before the console stopped
+                callback(*args)
+                return
+            start = now()
+            record.ready_total += start - record.ready_since
+            record.state = RUNNING
+            outer = recorder.running  # a nested loop (nest_asyncio) runs steps in a step
+            recorder.running = (record, start)
+            try:
+                callback(*args)
+            finally:
+                end = now()
+                recorder.running = outer
+                record.busy += end - start
+                record.steps += 1
+                if record.state is RUNNING:  # it did not schedule itself again (a yield)
+                    record.state = WAITING
+                    record.wait_since = end
+                if end - start >= threshold:
+                    blocked(record, start, end)
+
+        def call_soon(callback: Any, *args: Any, context: Any = None) -> asyncio.Handle:
+            task = getattr(callback, "__self__", None)
+            if task.__class__ not in exact_types and not isinstance(task, TASK_TYPES):
+                return call(callback, *args, context=context)
+            record = records.get(id(task))
+            stamp = now()
+            if record is None:
+                record = adopt(task, stamp, None)
+            else:
+                record.wakeups += 1
+            record.state = READY
+            record.ready_since = stamp
+            return call(step, record, callback, args, context=context)
+
+        return call_soon, step
 
     # --- the rest (loop thread) --------------------------------------------------------
 
@@ -262,8 +282,15 @@ class Recorder:
         coro = task.get_coro()
         coroutine = getattr(coro, "__qualname__", None) or type(coro).__name__
         record = TaskRecord(weakref.ref(task, forget), task.get_name(), coroutine, created_at, now)
+        task.add_done_callback(self._finished)  # asyncio calls it once the task is done
         records[key] = record
         return record
+
+    def _finished(self, task: asyncio.Future[Any]) -> None:
+        """The done callback of every task watched: record how it ended."""
+        record = self.records.get(id(task))
+        if self.active and record is not None and record.ref() is task:
+            self._finish(record, task, _now())
 
     def _finish(self, record: TaskRecord, task: asyncio.Task[Any], now: float) -> None:
         record.state = DONE
@@ -284,11 +311,13 @@ class Recorder:
         self.finished.append(record)
 
     def _blocked(self, record: TaskRecord, start: float, end: float) -> None:
+        task = record.task()
+        if task is not None:
+            record.name = task.get_name()
         stall = self.stall
         if stall is not None and stall.started == start:
             place, stack, live = stall.place, stall.stack, True
         else:  # too short for the watchdog to see: say where the step ended
-            task = record.task()
             frame = _suspended_frame(task) if task is not None else None
             place, stack, live = (place_of_frame(frame) if frame else None), (), False
         self.stall = None
@@ -403,4 +432,5 @@ def _culprit(stack: tuple[Place, ...]) -> Place | None:
     return stack[-1] if stack else None
 
 
-_STEP_CODE = Recorder._step.__code__
+_STEP_CODE: CodeType | None = None
+"""The code of the step wrapper (the same for every console): the stack is cut there."""
