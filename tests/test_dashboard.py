@@ -447,7 +447,7 @@ async def test_a_run_started_by_the_button_shows_its_end_without_a_wait(tmp_path
 
 async def test_a_slow_client_slider_never_fails_the_run(tmp_path: Path) -> None:
     """Found: "client 1 delay" at 0.5 s timed the drain out: "❌ Data was lost" next to
-    "Lost 0", and notebook 08's assert failed. A slow client now skips at shutdown."""
+    "Lost 0", and notebook 12's assert failed. A slow client now skips at shutdown."""
     dash = Dashboard(short_config(tmp_path, duration=1.5, shutdown_timeout=1.0), refresh_hz=4)
     await started_mid_run(dash)
     dash.sliders["client_delays"].value = 0.5

@@ -1,6 +1,6 @@
 """Re-running a notebook's cells, as a learner does, never leaves a gateway running unseen.
 
-Found: re-running notebook 03's gateway cell (or 08's dashboard cells) kept the old gateway
+Found: re-running notebook 03's gateway cell (or 12's dashboard cells) kept the old gateway
 running invisibly, and the next report said "LEDGER DOES NOT BALANCE". The notebooks run in
 a real kernel here (nbclient, as nbval uses), cell by cell, with one cell run twice.
 """

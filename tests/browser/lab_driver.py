@@ -33,8 +33,8 @@ import pytest
 ROOT = Path(__file__).resolve().parents[2]
 CHROMIUM = Path(os.environ.get("TELEMETRY_LAB_CHROMIUM", "/usr/bin/chromium"))
 ARTIFACTS = ROOT / "build" / "test-artifacts"
-NOTEBOOK = "08_live_dashboard.ipynb"
-SHUTDOWN_TIMEOUT = 5.0  # notebook 08 runs the default GatewayConfig.shutdown_timeout
+NOTEBOOK = "12_live_dashboard.ipynb"
+SHUTDOWN_TIMEOUT = 5.0  # notebook 12 runs the default GatewayConfig.shutdown_timeout
 CHROMIUM_FLAGS = [
     "--no-sandbox",  # CI runs as root
     "--disable-gpu",

@@ -1,6 +1,6 @@
 """The live dashboard in a real JupyterLab, used the way a person uses it (Debian's Chromium).
 
-Each test opens its own copy of notebook 08 and does what a learner does: Run All, click
+Each test opens its own copy of notebook 12 and does what a learner does: Run All, click
 Stop during the run, Start and Stop again with the buttons, drag a slider, re-run the
 dashboard's cells, interrupt the kernel while a cell waits, restart the kernel. The tools
 (the JupyterLab server, the page) are in `lab_driver.py`.

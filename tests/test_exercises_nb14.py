@@ -1,4 +1,4 @@
-"""The checkers of notebook 09 accept a right decision and explain the classic wrong ones."""
+"""The checkers of notebook 14 accept a right decision and explain the classic wrong ones."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ import pytest
 
 from telemetry_lab import GatewayConfig
 from telemetry_lab.exercises import ExerciseRejected
-from telemetry_lab.exercises.nb09 import check_exercise_1, check_exercise_2
+from telemetry_lab.exercises.nb14 import check_exercise_1, check_exercise_2
 
 
 def predict_ledger(config: GatewayConfig) -> set[str]:

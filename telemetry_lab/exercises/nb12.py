@@ -1,4 +1,4 @@
-"""Check the exercises of notebook 08: turn a knob in code, read backpressure from a snapshot."""
+"""Check the exercises of notebook 12: turn a knob in code, read backpressure from a snapshot."""
 
 from __future__ import annotations
 

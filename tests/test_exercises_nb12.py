@@ -1,4 +1,4 @@
-"""The checkers of notebook 08 accept a right answer and explain the classic wrong ones."""
+"""The checkers of notebook 12 accept a right answer and explain the classic wrong ones."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ import pytest
 
 from telemetry_lab import Gateway
 from telemetry_lab.exercises import ExerciseRejected
-from telemetry_lab.exercises.nb08 import check_exercise_1, check_exercise_2
+from telemetry_lab.exercises.nb12 import check_exercise_1, check_exercise_2
 
 
 async def run_with_knob(config: Any, at: float, **knobs: Any) -> Any:

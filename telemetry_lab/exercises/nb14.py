@@ -1,4 +1,4 @@
-"""Check the exercises of notebook 09: predict where a fault's readings end, size a retry budget.
+"""Check the exercises of notebook 14: predict where a fault's readings end, size a retry budget.
 
 Both checkers judge a decision against a real gateway run, not against a formula: each
 config is run to the end on a virtual clock (`run(config, virtual_time=True)`, in a worker
