@@ -16,7 +16,7 @@ import pytest
 NOTEBOOKS = sorted(
     (Path(__file__).resolve().parent.parent / "notebooks").glob("[0-9][0-9]_*.ipynb")
 )
-EXPECTED = [f"{n:02d}" for n in range(11)]
+EXPECTED = [f"{n:02d}" for n in range(15)]
 LAST = int(EXPECTED[-1])
 
 
@@ -31,6 +31,13 @@ def source(cell: dict[str, Any]) -> str:
 
 def test_the_course_has_its_notebooks_in_order() -> None:
     assert [p.name[:2] for p in NOTEBOOKS] == EXPECTED
+
+
+def test_the_readme_map_lists_every_notebook_in_order() -> None:
+    readme = (NOTEBOOKS[0].parent.parent / "README.md").read_text(encoding="utf-8")
+    rows = re.findall(r"^\| (\d\d) \| \[[^]]+\]\(notebooks/(\S+?\.ipynb)\) \|", readme, re.M)
+    assert [name for _, name in rows] == [p.name for p in NOTEBOOKS]
+    assert all(name.startswith(number) for number, name in rows)
 
 
 @pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.name)

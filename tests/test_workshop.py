@@ -66,7 +66,7 @@ def test_module_declares_a_sorted_all_and_a_summary_line() -> None:
 def test_the_package_ships_exactly_the_repository_notebooks() -> None:
     source = shipped_notebooks()
     names = sorted(entry.name for entry in source.iterdir() if entry.name.endswith(".ipynb"))
-    assert len(NOTEBOOKS) == 11
+    assert len(NOTEBOOKS) == 15
     assert tuple(names) == NOTEBOOKS
     for name in NOTEBOOKS:
         assert source.joinpath(name).read_bytes() == shipped(name), name
