@@ -98,7 +98,9 @@ def exercises(path: Path) -> dict[int, dict[str, Any]]:
             name = entry["check"][1]
             for i, cell in enumerate(cells):
                 text = source(cell)
-                if re.search(rf"^(async )?def {name}\(", text, re.M):
+                if cell["cell_type"] == "code" and re.search(
+                    rf"^(async )?def {name}\(", text, re.M
+                ):
                     entry.setdefault("stub", (i, text))
     return found
 
