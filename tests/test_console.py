@@ -532,3 +532,26 @@ async def test_a_gateway_run_twice_shows_each_named_resource_once(tmp_path: Path
         names = [row.name for row in console.snapshot().resources if row.name is not None]
     assert len(names) == len(set(names)), names
     assert "db" in names
+
+
+async def test_debug_modes_slow_step_warning_still_names_the_task(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """The step wrapper is bound to its task, as asyncio's own step is."""
+    loop = asyncio.get_running_loop()
+    loop.set_debug(True)
+    loop.slow_callback_duration = 0.05
+    try:
+        async with Console():
+
+            async def sleepy() -> None:
+                await asyncio.sleep(0)
+                time.sleep(0.1)
+
+            with caplog.at_level("WARNING", logger="asyncio"):
+                await asyncio.create_task(sleepy(), name="sleepy-stage")
+    finally:
+        loop.set_debug(False)
+    slow = [r.getMessage() for r in caplog.records if "took" in r.getMessage()]
+    assert slow, caplog.records
+    assert slow[0].startswith("Executing <Task finished name='sleepy-stage'")

@@ -28,7 +28,7 @@ import weakref
 from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass
-from types import CodeType, FrameType
+from types import CodeType, FrameType, MethodType
 from typing import Any
 
 from telemetry_lab.console._asyncio_private import (
@@ -214,7 +214,7 @@ class Recorder:
 
     def _hot_path(
         self,
-    ) -> tuple[Callable[..., asyncio.Handle], Callable[[TaskRecord, Any, Any], None]]:
+    ) -> tuple[Callable[..., asyncio.Handle], Callable[..., None]]:
         """Build the `call_soon` override and the step wrapper, as closures.
 
         Closures over local names, not methods: these two functions run for every step of
@@ -228,9 +228,12 @@ class Recorder:
         threshold = self.blocked_threshold
         exact_types = frozenset(TASK_TYPES)
         now = _now
+        bind = MethodType
         recorder = self
 
-        def step(record: TaskRecord, callback: Any, args: Any) -> None:
+        def step(task: Any, record: TaskRecord, callback: Any, args: Any) -> None:
+            # Bound to its task (`MethodType(step, task)`), as asyncio's own step is: debug
+            # mode's "Executing <Task ...> took 0.2 seconds" still names the task.
             if not recorder.active:  # scheduled before the console stopped
                 callback(*args)
                 return
@@ -264,7 +267,7 @@ class Recorder:
                 record.wakeups += 1
             record.state = READY
             record.ready_since = stamp
-            return call(step, record, callback, args, context=context)
+            return call(bind(step, task), record, callback, args, context=context)
 
         return call_soon, step
 
