@@ -1,4 +1,4 @@
-"""Time the whole notebook suite under nbval, as CI runs it (target: <= 60 s here).
+"""Time the whole notebook suite under nbval, as CI runs it (target: <= 90 s).
 
     python bench/notebooks.py
 
@@ -46,7 +46,7 @@ def main() -> None:
     print(f"notebook suite: {summary}")
     for name, seconds in sorted(per_notebook.items()):
         print(f"   {name:<40} {seconds:5.1f} s in cells")
-    print(f"   wall time of the whole suite: {wall:.1f} s   (target <= 60 s)")
+    print(f"   wall time of the whole suite: {wall:.1f} s   (target <= 90 s)")
     sys.exit(done.returncode)
 
 
