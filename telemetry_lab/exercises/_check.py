@@ -15,6 +15,7 @@ __all__ = [
     "ExerciseRejected",
     "Result",
     "cancel_new_tasks",
+    "caused_by",
     "exercise",
     "is_stub",
     "reject",
@@ -47,6 +48,23 @@ class Result:
 
     def _ipython_display_(self) -> None:
         """Show nothing in a notebook: the checker has already printed its one line."""
+
+
+def caused_by(exc: BaseException | None, kind: type[BaseException]) -> BaseException | None:
+    """The `kind` exception in `exc`, its chain (cause, context) or its group, if any."""
+    seen: set[int] = set()
+    todo = [exc] if exc is not None else []
+    while todo:
+        current = todo.pop()
+        if id(current) in seen:
+            continue
+        seen.add(id(current))
+        if isinstance(current, kind):
+            return current
+        if isinstance(current, BaseExceptionGroup):
+            todo.extend(current.exceptions)
+        todo.extend(e for e in (current.__cause__, current.__context__) if e is not None)
+    return None
 
 
 def reject(mistake: str, hint: str) -> NoReturn:

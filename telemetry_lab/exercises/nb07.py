@@ -5,7 +5,8 @@ subclass that notices a loop spinning on a channel without ever yielding to the 
 (a closed branch left on in `select` is always ready, so such a loop would freeze the
 kernel, and no `asyncio.timeout` could interrupt it): after many failed receives in one
 loop step, the next raises `Spinning`, a `BaseException` that no `except Exception:`
-catches, and the check turns it into a rejection with a hint.
+catches, and the check turns it into a rejection with a hint (`_spinning.py`, shared
+with notebook 09's checker).
 """
 
 from __future__ import annotations
@@ -16,8 +17,8 @@ from typing import Any, TypeVar
 
 from telemetry_lab.errors import ChannelClosed
 from telemetry_lab.exercises._check import exercise, reject, surface
+from telemetry_lab.exercises._spinning import Spinning, WatchedReceiver
 from telemetry_lab.primitives import Receiver, Selected, Sender, channel
-from telemetry_lab.primitives.waiting import PENDING, Pending
 
 __all__ = ["Spinning", "check_exercise_1", "check_exercise_2"]
 
@@ -28,52 +29,12 @@ RecvWithTimeout = Callable[[Receiver[str], float], Awaitable[Any]]
 
 PATIENCE = 1.0
 """Seconds an answer may take: the checks' values all arrive within a few milliseconds."""
-SPIN_LIMIT = 10_000
-"""Failed receives in one loop step after which a receiver says the caller is spinning."""
-
-
-class Spinning(BaseException):
-    """Raised by a checker's receiver when it is polled in a loop that never yields."""
-
-
-class _WatchedReceiver(Receiver[T]):
-    """A receiver that counts failed receives between two steps of the event loop."""
-
-    __slots__ = ("_failed", "_reset_pending")
-
-    def __init__(self, rx: Receiver[T]) -> None:
-        super().__init__(rx._state)
-        self._failed = 0
-        self._reset_pending = False
-
-    def _reset(self) -> None:
-        self._failed = 0
-        self._reset_pending = False
-
-    def _poll(self) -> T | Pending:
-        # Every non-waiting receive goes through here: try_recv(), recv() and select's branch.
-        try:
-            value = super()._poll()
-        except ChannelClosed:
-            self._failed_once()
-            raise
-        if value is PENDING:
-            self._failed_once()
-        return value
-
-    def _failed_once(self) -> None:
-        self._failed += 1
-        if self._failed > SPIN_LIMIT:
-            raise Spinning(f"{SPIN_LIMIT} failed receives without yielding")
-        if not self._reset_pending:  # runs at the next loop step, if there is one
-            self._reset_pending = True
-            asyncio.get_running_loop().call_soon(self._reset)
 
 
 def watched(capacity: int) -> tuple[Sender[str], Receiver[str]]:
     """Return a channel whose receiver notices a caller spinning on it."""
     tx, rx = channel[str](capacity)
-    return tx, _WatchedReceiver(rx)
+    return tx, WatchedReceiver(rx)
 
 
 async def _produce(tx: Sender[str], prefix: str, n: int, pause: int) -> None:

@@ -31,8 +31,8 @@ from typing import Any, Literal, TypeVar
 
 from telemetry_lab.errors import ChannelClosed
 from telemetry_lab.exercises._check import cancel_new_tasks, exercise, reject
+from telemetry_lab.exercises._spinning import Spinning, WatchedReceiver
 from telemetry_lab.primitives import Receiver, Sender, channel
-from telemetry_lab.primitives.waiting import PENDING, Pending
 
 __all__ = ["Spinning", "audit", "check_exercise_1", "check_exercise_2"]
 
@@ -51,8 +51,6 @@ SENDERS = 5
 """How many tasks send to Exercise 2's owner at once."""
 ADDS_EACH = 10
 """How many ("add", ...) messages each sender sends in Exercise 2's first run."""
-SPIN_LIMIT = 10_000
-"""Failed receives in one loop step after which the receiver says its caller is spinning."""
 
 
 # --- Exercise 1: remove the race -----------------------------------------------------------
@@ -387,43 +385,6 @@ async def check_exercise_1(add_reading: AddReading) -> str:
 # --- Exercise 2: one owner task --------------------------------------------------------------
 
 
-class Spinning(BaseException):
-    """Raised by a checker's receiver when it is polled in a loop that never yields."""
-
-
-class _WatchedReceiver(Receiver[T]):
-    """A receiver that counts failed receives between two steps of the event loop."""
-
-    __slots__ = ("_failed", "_reset_pending")
-
-    def __init__(self, rx: Receiver[T]) -> None:
-        super().__init__(rx._state)
-        self._failed = 0
-        self._reset_pending = False
-
-    def _reset(self) -> None:
-        self._failed = 0
-        self._reset_pending = False
-
-    def _poll(self) -> T | Pending:
-        try:
-            value = super()._poll()
-        except ChannelClosed:
-            self._failed_once()
-            raise
-        if value is PENDING:
-            self._failed_once()
-        return value
-
-    def _failed_once(self) -> None:
-        self._failed += 1
-        if self._failed > SPIN_LIMIT:
-            raise Spinning(f"{SPIN_LIMIT} failed receives without yielding")
-        if not self._reset_pending:
-            self._reset_pending = True
-            asyncio.get_running_loop().call_soon(self._reset)
-
-
 @dataclass(slots=True, kw_only=True)
 class _Run:
     """One run of the learner's owner, with senders at once."""
@@ -475,7 +436,7 @@ async def _run_owner(
 ) -> _Run:
     run = _Run(what=what)
     tx, plain_rx = channel[Any](4, name="counter")
-    rx = _WatchedReceiver(plain_rx)
+    rx = WatchedReceiver(plain_rx)
     pending = counter_owner(rx)
     if not inspect.isawaitable(pending):
         tx.close()

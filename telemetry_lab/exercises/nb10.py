@@ -23,7 +23,7 @@ from typing import Any
 
 from telemetry_lab.console import Console, ConsoleWarning
 from telemetry_lab.errors import ChannelClosed
-from telemetry_lab.exercises._check import exercise, reject
+from telemetry_lab.exercises._check import caused_by, exercise, reject
 from telemetry_lab.primitives import Receiver, Sender, channel
 
 __all__ = [
@@ -328,23 +328,6 @@ async def _run_stage(forward: Forward, raws: tuple[bytes, ...], what: str) -> _R
     )
 
 
-def _caused_by(exc: BaseException | None, kind: type[BaseException]) -> BaseException | None:
-    """The `kind` exception in `exc`, its chain (cause, context) or its group, if any."""
-    seen: set[int] = set()
-    todo = [exc] if exc is not None else []
-    while todo:
-        current = todo.pop()
-        if id(current) in seen:
-            continue
-        seen.add(id(current))
-        if isinstance(current, kind):
-            return current
-        if isinstance(current, BaseExceptionGroup):
-            todo.extend(current.exceptions)
-        todo.extend(e for e in (current.__cause__, current.__context__) if e is not None)
-    return None
-
-
 STUCK = "the consumer is stuck waiting on recv: no sender will ever send or close"
 
 
@@ -357,7 +340,7 @@ def _judge_stage_end(run: _Run) -> None:
             "loop with `async for raw in rx:`: it ends by itself once the input is closed "
             "and drained",
         )
-    closed = _caused_by(run.error, ChannelClosed)
+    closed = caused_by(run.error, ChannelClosed)
     if isinstance(closed, ChannelClosed) and closed.value is not None:
         reject(
             f"forward sent on tx after closing it ({run.what}): ChannelClosed",
@@ -417,7 +400,7 @@ async def check_exercise_2(forward: Forward) -> str:
             "`with tx:` around the loop closes it on every path, the failing one too (or "
             "`try:` ... `finally: tx.close()`)",
         )
-    failure = _caused_by(run.error, ValueError)
+    failure = caused_by(run.error, ValueError)
     if run.returned or failure is None:
         skipped = run.received == [parse_reading(READINGS[0]), parse_reading(READINGS[1])]
         how = "skipped the bad reading and carried on" if skipped else "returned normally"

@@ -31,7 +31,7 @@ from pathlib import Path
 from typing import Any
 
 from telemetry_lab.console import Console, ConsoleWarning
-from telemetry_lab.exercises._check import exercise, reject
+from telemetry_lab.exercises._check import caused_by, exercise, reject
 
 __all__ = [
     "DEVICES",
@@ -103,23 +103,6 @@ def latest_reading(conn: sqlite3.Connection, device: str) -> dict[str, Any]:
     if row is None:
         raise LookupError(f"no reading of {device!r}")
     return {"device": row[0], "celsius": row[1]}
-
-
-def _caused_by(exc: BaseException | None, kind: type[BaseException]) -> BaseException | None:
-    """The `kind` exception in `exc`, its chain (cause, context) or its group, if any."""
-    seen: set[int] = set()
-    todo = [exc] if exc is not None else []
-    while todo:
-        current = todo.pop()
-        if id(current) in seen:
-            continue
-        seen.add(id(current))
-        if isinstance(current, kind):
-            return current
-        if isinstance(current, BaseExceptionGroup):
-            todo.extend(current.exceptions)
-        todo.extend(e for e in (current.__cause__, current.__context__) if e is not None)
-    return None
 
 
 # --- Exercise 1: blocking queries in threads, concurrently, results in order -------------
@@ -235,7 +218,7 @@ def _judge_lookup(run: _Lookup, name: str) -> None:
             f"write it as `async def {name}(db_path, devices):` and `await` the threads "
             "that run the queries",
         )
-    shared = _caused_by(run.error, sqlite3.ProgrammingError)
+    shared = caused_by(run.error, sqlite3.ProgrammingError)
     if shared is not None and "thread" in str(shared):
         reject(
             "one sqlite3 connection was made in one thread and used in another: sqlite3 "
@@ -248,7 +231,7 @@ def _judge_lookup(run: _Lookup, name: str) -> None:
     blocked = list(run.blocked)  # the check's own loop runs only the answer
     line, above = _query_lines(blocked[0]) if blocked else ("", [])
     eager = any("to_thread(" in place or "run_in_executor(" in place for place in above)
-    not_callable = _caused_by(run.error, TypeError)
+    not_callable = caused_by(run.error, TypeError)
     if not_callable is not None and "not callable" not in str(not_callable):
         not_callable = None
     if not_callable is not None or eager:
