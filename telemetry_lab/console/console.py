@@ -16,13 +16,14 @@ from typing import TYPE_CHECKING, Any, Protocol, Self
 
 from telemetry_lab.console._asyncio_private import awaited_future, unretrieved_exception
 from telemetry_lab.console.places import Place
-from telemetry_lab.console.recorder import READY, RUNNING, Recorder, TaskRecord, label
+from telemetry_lab.console.recorder import READY, RUNNING, Recorder, TaskRecord
 from telemetry_lab.console.snapshot import (
     ConsoleSnapshot,
     ConsoleWarning,
     ResourceRow,
     TaskRow,
     TaskState,
+    task_label,
 )
 from telemetry_lab.console.table import seconds
 from telemetry_lab.console.waits import (
@@ -409,6 +410,7 @@ class Console:
         now: float,
     ) -> tuple[TaskRow, Any]:
         busy = record.busy
+        awaited = awaited_future(task)
         state: TaskState
         if running is not None and running[0] is record:
             state = "running"
@@ -417,7 +419,7 @@ class Console:
             state = "running"  # a step the console did not time (it began before start())
         elif task.done():
             state = "done"
-        elif awaited_future(task) is not None:
+        elif awaited is not None:
             state = "waiting"
         elif record.state in (READY, RUNNING):
             state = "ready"
@@ -428,7 +430,7 @@ class Console:
         queue = None
         if state == "waiting":
             waiting_on = describe_primitive_wait(waits, task, frames) or describe_frame_wait(
-                frames, awaited_future(task)
+                frames, awaited
             )
             entries = waits.queues.get(id(task))
             queue = entries[0][0] if entries and len(entries) == 1 else None
@@ -570,7 +572,7 @@ def _ongoing_stall(
         kind="blocked_loop",
         task=name,
         message=(
-            f"task {label(name, record.coroutine)!r} is blocking the loop right now: one step "
+            f"task {task_label(name, record.coroutine)!r} is blocking the loop right now: one step "
             f"has run for {seconds(blocked_for)} (more than {threshold * 1000:.0f} ms){where}"
         ),
         location=place.short if place else "",

@@ -43,8 +43,9 @@ from telemetry_lab.console.places import (
     short_place,
     stack_of,
 )
+from telemetry_lab.console.snapshot import task_label
 
-__all__ = ["BlockedStep", "Recorder", "Stall", "TaskRecord", "label"]
+__all__ = ["BlockedStep", "Recorder", "Stall", "TaskRecord"]
 
 READY = "ready"
 RUNNING = "running"
@@ -119,7 +120,6 @@ class BlockedStep:
     duration: float
     place: Place | None
     stack: tuple[Place, ...]
-    ended: float
     seen_live: bool
     """Whether the watchdog saw it while it ran (then `place` is where it was stuck)."""
     label: str
@@ -256,6 +256,8 @@ class Recorder:
                     blocked(record, start, end)
 
         def call_soon(callback: Any, *args: Any, context: Any = None) -> asyncio.Handle:
+            # `task_of_callback()` inlined (its private detail is tested there): an exact
+            # class is a set lookup, isinstance() only for subclasses and other callbacks.
             task = getattr(callback, "__self__", None)
             if task.__class__ not in exact_types and not isinstance(task, TASK_TYPES):
                 return call(callback, *args, context=context)
@@ -324,8 +326,8 @@ class Recorder:
             frame = _suspended_frame(task) if task is not None else None
             place, stack, live = (place_of_frame(frame) if frame else None), (), False
         self.stall = None
-        shown = label(record.name, record.coroutine)
-        self.blocked.append(BlockedStep(record.name, end - start, place, stack, end, live, shown))
+        shown = task_label(record.name, record.coroutine)
+        self.blocked.append(BlockedStep(record.name, end - start, place, stack, live, shown))
 
     def _exception_handler(self, loop: asyncio.AbstractEventLoop, context: dict[str, Any]) -> None:
         future = context.get("future")
@@ -364,13 +366,6 @@ class Recorder:
         stall = Stall(record, start, stack, place)
         self.stall = stall
         return stall
-
-
-def label(name: str, coroutine: str) -> str:
-    """A task's name, with its coroutine when asyncio named it: `Task-12 (shell_main)`."""
-    if coroutine and name.startswith("Task-"):
-        return f"{name} ({coroutine.rsplit('.', 1)[-1]})"
-    return name
 
 
 def _exception_text(exc: BaseException) -> str:

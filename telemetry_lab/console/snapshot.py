@@ -12,10 +12,18 @@ __all__ = [
     "TaskRow",
     "TaskState",
     "WarningKind",
+    "task_label",
 ]
 
 TaskState = Literal["running", "ready", "waiting", "done"]
 WarningKind = Literal["blocked_loop", "stuck", "unretrieved_exception"]
+
+
+def task_label(name: str, coroutine: str) -> str:
+    """A task's name, with its coroutine when asyncio named it: `Task-12 (shell_main)`."""
+    if coroutine and name.startswith("Task-"):
+        return f"{name} ({coroutine.rsplit('.', 1)[-1]})"
+    return name
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -53,9 +61,7 @@ class TaskRow:
     @property
     def label(self) -> str:
         """The name, with the coroutine for a task asyncio named (`Task-12 (run_cell)`)."""
-        if self.coroutine and self.name.startswith("Task-"):
-            return f"{self.name} ({self.coroutine.rsplit('.', 1)[-1]})"
-        return self.name
+        return task_label(self.name, self.coroutine)
 
     @property
     def busy_fraction(self) -> float:

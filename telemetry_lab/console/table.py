@@ -6,11 +6,25 @@ import textwrap
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
-    from telemetry_lab.console.snapshot import ConsoleSnapshot, TaskRow
+    from collections.abc import Iterable
 
-__all__ = ["format_snapshot", "seconds"]
+    from telemetry_lab.console.snapshot import ConsoleSnapshot, ResourceRow, TaskRow
+
+__all__ = ["by_state", "format_snapshot", "seconds", "waiters_text"]
 
 _ORDER = {"running": 0, "ready": 1, "waiting": 2, "done": 3}
+
+
+def by_state(rows: Iterable[TaskRow]) -> list[TaskRow]:
+    """The rows running first, then ready, waiting, done (stable within a state)."""
+    return sorted(rows, key=lambda row: _ORDER[row.state])
+
+
+def waiters_text(resource: ResourceRow, limit: int) -> str:
+    """`device-1 (send), device-2 (send), +3 more`: who waits on a resource."""
+    text = ", ".join(f"{task} ({op})" for op, task in resource.waiting[:limit])
+    more = len(resource.waiting) - limit
+    return f"{text}, +{more} more" if more > 0 else text
 
 
 def seconds(value: float) -> str:
@@ -55,7 +69,7 @@ def format_snapshot(
             )
             if len(warning.stack) > 1:
                 lines.extend(_clip(f"      {frame}", width) for frame in warning.stack[-4:])
-    rows = sorted(snapshot.tasks, key=lambda r: _ORDER[r.state])
+    rows = by_state(snapshot.tasks)
     shown = rows if max_tasks is None else rows[:max_tasks]
     lines.append("TASKS")
     header = ("NAME", "STATE", "BUSY", "READY", "STEPS", "WAKES", "WAITING", "WAITING ON / OUTCOME")
@@ -69,10 +83,7 @@ def format_snapshot(
     if snapshot.resources:
         lines.append("RESOURCES")
         for resource in snapshot.resources:
-            waiting = ", ".join(f"{task} ({op})" for op, task in resource.waiting[:6])
-            more = len(resource.waiting) - 6
-            if more > 0:
-                waiting += f", +{more} more"
+            waiting = waiters_text(resource, 6)
             suffix = f"  waiting: {waiting}" if waiting else ""
             lines.append(_clip(f"  {resource.description}{suffix}", width))
     return "\n".join(lines)

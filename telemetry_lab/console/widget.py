@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING, Any
 
 import ipywidgets as widgets
 
-from telemetry_lab.console.table import seconds
+from telemetry_lab.console.table import by_state, seconds, waiters_text
 
 if TYPE_CHECKING:
     from telemetry_lab.console.console import Console
@@ -23,7 +23,6 @@ if TYPE_CHECKING:
 __all__ = ["ConsoleView", "render_html"]
 
 _COLOURS = {"running": "#1a7f37", "ready": "#9a6700", "waiting": "#0969da", "done": "#6e7781"}
-_ORDER = {"running": 0, "ready": 1, "waiting": 2, "done": 3}
 _STYLE = (
     "<style>"
     ".tl-console{font-family:var(--jp-code-font-family,monospace);font-size:12px;}"
@@ -69,7 +68,7 @@ def render_html(snapshot: ConsoleSnapshot, *, max_tasks: int = 40, stopped: bool
         parts.append(
             f'<div class="warn"><b>{_e(warning.kind)}</b>: {_e(warning.message)}{stack}</div>'
         )
-    rows = sorted(snapshot.tasks, key=lambda r: _ORDER[r.state])
+    rows = by_state(snapshot.tasks)
     parts.append('<div class="rows">')
     parts.append(
         "<table><tr><th>task</th><th>state</th><th>busy</th><th>ready</th><th>steps</th>"
@@ -82,9 +81,7 @@ def render_html(snapshot: ConsoleSnapshot, *, max_tasks: int = 40, stopped: bool
     if snapshot.resources:
         parts.append('<div class="head">resources</div><table>')
         for resource in snapshot.resources:
-            waiting = ", ".join(f"{task} ({op})" for op, task in resource.waiting[:8])
-            if len(resource.waiting) > 8:
-                waiting += f", +{len(resource.waiting) - 8} more"
+            waiting = waiters_text(resource, 8)
             parts.append(
                 f"<tr><td>{_e(resource.description)}</td><td class='on'>{_e(waiting)}</td></tr>"
             )
